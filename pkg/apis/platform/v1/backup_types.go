@@ -1,0 +1,162 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=bk,categories=backup-operator
+// +kubebuilder:printcolumn:name="PVC",type=string,JSONPath=`.spec.pvcName`
+// +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.spec.policyName`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Size",type=string,JSONPath=`.status.artifact.displaySize`
+// +kubebuilder:printcolumn:name="Duration",type=string,JSONPath=`.status.duration`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="SHA256",type=string,JSONPath=`.status.artifact.sha256`,priority=1
+// +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.status.jobName`,priority=1
+
+// Backup is one archive of one PersistentVolumeClaim at one point in time. A Job reads the claim
+// read-only and writes a compressed tar archive with its sha256 to storage. The spec is fixed at
+// creation: to back up again, create another Backup.
+type Backup struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what to archive and how.
+	Spec BackupSpec `json:"spec"`
+	// status is the run's progress and, once Completed, its archive.
+	// +optional
+	Status BackupStatus `json:"status,omitempty"`
+}
+
+// BackupPhase is where a Backup is in its life: Pending, Running, then Completed or Failed,
+// which are final.
+// +kubebuilder:validation:Enum=Pending;Running;Completed;Failed
+type BackupPhase string
+
+const (
+	// BackupPending: accepted, the Job is being created or its pod is not running yet.
+	BackupPending BackupPhase = "Pending"
+	// BackupRunning: the agent's pod is reading the claim.
+	BackupRunning BackupPhase = "Running"
+	// BackupCompleted: the archive is on storage under its final name with a verified checksum.
+	BackupCompleted BackupPhase = "Completed"
+	// BackupFailed: no archive was made; conditions and events say why.
+	BackupFailed BackupPhase = "Failed"
+)
+
+// BackupSpec is what to archive and how. It cannot change after creation.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a Backup's spec cannot change after creation: create a new Backup instead"
+type BackupSpec struct {
+	// pvcName is the PersistentVolumeClaim, in the Backup's namespace, to archive. It is mounted
+	// read-only.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	PVCName string `json:"pvcName"`
+
+	// policyName is the BackupPolicy that created this Backup; empty for a Backup made by hand.
+	// Retention only ever deletes Backups of its own policy.
+	// +optional
+	PolicyName string `json:"policyName,omitempty"`
+
+	// BackupRunSettings are how the archive is made and kept.
+	BackupRunSettings `json:",inline"`
+}
+
+// BackupStatus is a run's progress and, once Completed, its archive.
+type BackupStatus struct {
+	// observedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase is Pending, Running, Completed or Failed. Completed and Failed are final.
+	// +optional
+	Phase BackupPhase `json:"phase,omitempty"`
+
+	// conditions: Succeeded is Unknown while the backup runs, then True or False with the reason.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// jobName is the Job that runs the archive agent.
+	// +optional
+	JobName string `json:"jobName,omitempty"`
+
+	// nodeName is the node the claim was read on.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+
+	// startTime is when the agent started reading the claim.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// completionTime is when the Backup reached Completed or Failed.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// duration is completionTime minus startTime, such as "6s" or "1h2m3s".
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// artifact is the archive on storage; set once the backup is Completed.
+	// +optional
+	Artifact *Artifact `json:"artifact,omitempty"`
+}
+
+// Artifact is an archive on storage and what is known about it.
+type Artifact struct {
+	// path of the archive relative to the storage volume's root, such as
+	// "backups/db/data-db-0/daily-backups-data-db-0-29001234.tar.zst".
+	Path string `json:"path"`
+
+	// size of the archive file in bytes.
+	// +kubebuilder:validation:Minimum=0
+	Size int64 `json:"size"`
+
+	// displaySize is size for people, such as "1.2 GiB".
+	// +optional
+	DisplaySize string `json:"displaySize,omitempty"`
+
+	// sha256 of the archive file, hex encoded; a restore verifies it before writing anything.
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	SHA256 string `json:"sha256"`
+
+	// compression of the archive: zstd, gzip or none.
+	Compression Compression `json:"compression"`
+
+	// sourceBytes is the size of the regular files read from the claim.
+	// +kubebuilder:validation:Minimum=0
+	SourceBytes int64 `json:"sourceBytes"`
+
+	// files is the number of entries archived: regular files, directories and links.
+	// +kubebuilder:validation:Minimum=0
+	Files int64 `json:"files"`
+
+	// changedFiles is the number of files that changed while they were read, as happens on a
+	// volume in use; their archived copies may be inconsistent.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	ChangedFiles int64 `json:"changedFiles,omitempty"`
+
+	// skippedFiles is the number of entries that could not be archived, such as sockets or
+	// files that vanished during the walk.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	SkippedFiles int64 `json:"skippedFiles,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+
+// BackupList is a list of Backup objects.
+type BackupList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata"`
+
+	// items are the Backups.
+	Items []Backup `json:"items"`
+}

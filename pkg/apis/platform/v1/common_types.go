@@ -1,0 +1,145 @@
+package v1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Compression is how an archive's tar stream is compressed.
+// +kubebuilder:validation:Enum=zstd;gzip;none
+type Compression string
+
+const (
+	// CompressionZstd writes a .tar.zst archive: the default, fast on every core.
+	CompressionZstd Compression = "zstd"
+	// CompressionGzip writes a .tar.gz archive, for tools that cannot read zstd.
+	CompressionGzip Compression = "gzip"
+	// CompressionNone writes a plain .tar archive, for data that is already compressed.
+	CompressionNone Compression = "none"
+)
+
+// DeletionPolicy says what happens to a Backup's archive when the Backup object is deleted.
+// +kubebuilder:validation:Enum=Delete;Retain
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyDelete removes the archive and its checksum and manifest files with the Backup.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	// DeletionPolicyRetain keeps the archive on storage after the Backup object is gone.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
+
+// Defaults that apply when a field is left empty. The CRD schema sets the same values, so an
+// object read back from the API server shows them; the controllers apply them too because objects
+// can also come from clients that skip schema defaulting (tests, older CRD versions).
+const (
+	// DefaultStorageClaimName is the claim that stores archives when a spec names none.
+	DefaultStorageClaimName = "backup-storage"
+	// DefaultCompression is the compression of an archive when a spec names none.
+	DefaultCompression = CompressionZstd
+	// DefaultActiveDeadlineSeconds bounds one backup or restore run: six hours.
+	DefaultActiveDeadlineSeconds int64 = 21600
+	// DefaultBackoffLimit is how many times a failed backup or restore pod is retried.
+	DefaultBackoffLimit int32 = 2
+)
+
+// Storage says where archives are kept.
+// +kubebuilder:validation:XValidation:rule="has(self.persistentVolumeClaim)",message="storage needs a backend: set storage.persistentVolumeClaim.claimName"
+type Storage struct {
+	// persistentVolumeClaim keeps archives on the volume of a claim in the same namespace. Give it
+	// an access mode that lets backup pods on any node mount it (ReadWriteMany), or keep all
+	// backed-up volumes on one node.
+	// +optional
+	PersistentVolumeClaim *StorageVolumeClaim `json:"persistentVolumeClaim,omitempty"`
+}
+
+// StorageVolumeClaim names the claim whose volume holds archives, and the directory on it.
+type StorageVolumeClaim struct {
+	// claimName is the PersistentVolumeClaim, in the same namespace, whose volume holds archives.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ClaimName string `json:"claimName"`
+
+	// subPath is a directory on that volume under which archives are written: relative, without
+	// "..". Empty means the volume's root.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.split('/').exists(s, s == '..')",message="subPath must be a relative path without '..' segments"
+	SubPath string `json:"subPath,omitempty"`
+}
+
+// BackupRunSettings are the knobs of one backup run. A BackupPolicy carries them and copies them
+// into every Backup it creates, so a Backup records exactly how it was taken.
+type BackupRunSettings struct {
+	// storage says where the archive is written. Defaults to the claim "backup-storage" in the
+	// same namespace.
+	// +optional
+	// +kubebuilder:default={persistentVolumeClaim: {claimName: backup-storage}}
+	Storage *Storage `json:"storage,omitempty"`
+
+	// compression of the tar stream: zstd (default, .tar.zst), gzip (.tar.gz) or none (.tar).
+	// Every choice can be restored with plain tar.
+	// +optional
+	// +kubebuilder:default=zstd
+	Compression Compression `json:"compression,omitempty"`
+
+	// JobSettings bound the run's Job and size its pod.
+	JobSettings `json:",inline"`
+
+	// deletionPolicy says what deleting a Backup does to its archive: Delete (default) removes
+	// it, Retain keeps it on storage.
+	// +optional
+	// +kubebuilder:default=Delete
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// JobSettings bound a backup or restore Job and size its pod.
+type JobSettings struct {
+	// activeDeadlineSeconds bounds how long one run may take before it is stopped and marked
+	// Failed. Defaults to 21600 (six hours).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=21600
+	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
+
+	// backoffLimit is how many times a failed run's pod is retried before the run is Failed.
+	// Defaults to 2.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	// +kubebuilder:default=2
+	BackoffLimit *int32 `json:"backoffLimit,omitempty"`
+
+	// resources of the pod that runs the archive agent. Compression uses every core it is given.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// Condition types set on the operator's objects.
+const (
+	// ConditionReady is True on a BackupPolicy whose schedule, time zone and target are valid and
+	// which is scheduling runs.
+	ConditionReady = "Ready"
+	// ConditionSucceeded is Unknown while a Backup or Restore runs, then True or False when it ends.
+	ConditionSucceeded = "Succeeded"
+)
+
+// Labels and annotations the operator sets or reads. Their keys are part of the API: tools select
+// on them.
+const (
+	// LabelManagedBy marks objects the operator creates, so its informers watch only those.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy on the operator's objects.
+	ManagedByValue = "backup-operator"
+	// LabelPolicy names the BackupPolicy that created a Backup.
+	LabelPolicy = "platform.example.com/policy"
+	// LabelPVC names the PersistentVolumeClaim a Backup archives.
+	LabelPVC = "platform.example.com/pvc"
+	// LabelBackup names the Backup a Job or pod works for.
+	LabelBackup = "platform.example.com/backup"
+	// LabelRestore names the Restore a Job or pod works for.
+	LabelRestore = "platform.example.com/restore"
+	// AnnotationScheduledTime records the scheduled time, in RFC 3339, a policy run was made for.
+	AnnotationScheduledTime = "platform.example.com/scheduled-time"
+	// AnnotationRunNow on a BackupPolicy asks for one run now for each distinct value it is set to.
+	AnnotationRunNow = "platform.example.com/run-now"
+)

@@ -1,0 +1,31 @@
+package controller
+
+import (
+	kubeinformers "k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"platform.example.com/backup-operator/pkg/generated/clientset/versioned"
+	informers "platform.example.com/backup-operator/pkg/generated/informers/externalversions"
+)
+
+// Deps are what every controller is built from. The binary builds them once from real clients;
+// tests build them from fake clientsets and a fake clock.
+type Deps struct {
+	// KubeClient talks to the core and batch APIs.
+	KubeClient kubernetes.Interface
+	// Client talks to the platform.example.com API.
+	Client versioned.Interface
+	// Informers watch BackupPolicies, Backups and Restores.
+	Informers informers.SharedInformerFactory
+	// OwnedInformers watch only the Jobs and Pods the operator made: they are filtered by the
+	// operator's managed-by label, so a cluster's other workloads never fill the cache.
+	OwnedInformers kubeinformers.SharedInformerFactory
+	// ClaimInformers watch PersistentVolumeClaims, which users create and label.
+	ClaimInformers kubeinformers.SharedInformerFactory
+	// Recorder emits the Events that tell each object's story in kubectl describe.
+	Recorder record.EventRecorder
+	// Clock is the time every decision is made against.
+	Clock clock.PassiveClock
+}

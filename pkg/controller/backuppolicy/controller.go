@@ -5,12 +5,12 @@ package backuppolicy
 import (
 	"context"
 	"fmt"
-	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/klog/v2"
+	"k8s.io/client-go/tools/cache"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
 	"platform.example.com/backup-operator/pkg/controller"
@@ -55,16 +55,46 @@ func NewController(deps controller.Deps) (*Controller, error) {
 	if _, err := backupInformer.Informer().AddEventHandler(c.queue.OwnerHandler(policyOfBackup)); err != nil {
 		return nil, fmt.Errorf("%s controller: watching Backups: %w", ControllerName, err)
 	}
+	// A claim that starts or stops matching a selector changes whether the policy has anything
+	// to back up, which its Ready condition says.
+	if _, err := claimInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueSelecting,
+		UpdateFunc: func(oldObj, newObj interface{}) { c.enqueueSelecting(oldObj); c.enqueueSelecting(newObj) },
+		DeleteFunc: c.enqueueSelecting,
+	}); err != nil {
+		return nil, fmt.Errorf("%s controller: watching PersistentVolumeClaims: %w", ControllerName, err)
+	}
 	return c, nil
 }
 
-// policyOfBackup resolves a Backup to the policy its label names.
+// policyOfBackup resolves a Backup to the policy that created it. The spec names the policy in
+// full; the label may be shortened to fit a label value.
 func policyOfBackup(obj metav1.Object) (string, bool) {
-	policy := obj.GetLabels()[platformv1.LabelPolicy]
-	if policy == "" {
+	b, ok := obj.(*platformv1.Backup)
+	if !ok || b.Spec.PolicyName == "" {
 		return "", false
 	}
-	return obj.GetNamespace() + "/" + policy, true
+	return b.Namespace + "/" + b.Spec.PolicyName, true
+}
+
+// enqueueSelecting queues the policies whose selector matches a claim's labels.
+func (c *Controller) enqueueSelecting(obj interface{}) {
+	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tombstone.Obj
+	}
+	claim, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	policies, err := c.policies.BackupPolicies(claim.Namespace).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, p := range policies {
+		if sel, err := metav1.LabelSelectorAsSelector(&p.Spec.Target.PVCSelector); err == nil && sel.Matches(labels.Set(claim.Labels)) {
+			c.queue.Enqueue(p)
+		}
+	}
 }
 
 // Queue is the controller's work queue.
@@ -73,18 +103,4 @@ func (c *Controller) Queue() *controller.Queue { return c.queue }
 // Run syncs BackupPolicies with workers until ctx is cancelled.
 func (c *Controller) Run(ctx context.Context, workers int) {
 	c.queue.Run(ctx, workers)
-}
-
-func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Duration, error) {
-	logger := klog.FromContext(ctx)
-	policy, err := c.policies.BackupPolicies(namespace).Get(name)
-	if apierrors.IsNotFound(err) {
-		logger.V(4).Info("BackupPolicy is gone; its Backups stay")
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	logger.V(4).Info("Observed BackupPolicy", "schedule", policy.Spec.Schedule, "generation", policy.Generation)
-	return 0, nil
 }

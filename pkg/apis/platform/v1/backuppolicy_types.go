@@ -146,6 +146,11 @@ type BackupPolicyStatus struct {
 	// +optional
 	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
 
+	// lastMissedTime is the scheduled time of the latest run that was skipped because it could
+	// not start within startingDeadlineSeconds.
+	// +optional
+	LastMissedTime *metav1.Time `json:"lastMissedTime,omitempty"`
+
 	// nextScheduleTime is when the next run is due; empty while suspended or invalid.
 	// +optional
 	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`

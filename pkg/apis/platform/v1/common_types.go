@@ -40,6 +40,8 @@ const (
 	DefaultActiveDeadlineSeconds int64 = 21600
 	// DefaultBackoffLimit is how many times a failed backup or restore pod is retried.
 	DefaultBackoffLimit int32 = 2
+	// DefaultKeepFailed is how many Failed Backups of each claim a policy keeps.
+	DefaultKeepFailed int32 = 3
 )
 
 // Storage says where archives are kept.

@@ -1,0 +1,620 @@
+package backuppolicy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	kubeinformers "k8s.io/client-go/informers"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/record"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+	"platform.example.com/backup-operator/pkg/controller"
+	"platform.example.com/backup-operator/pkg/generated/clientset/versioned/fake"
+	informers "platform.example.com/backup-operator/pkg/generated/informers/externalversions"
+)
+
+const ns = "db"
+
+// Moments around one hour, as in the upstream CronJob controller's tests.
+func topOfTheHour() time.Time      { return time.Date(2026, 5, 19, 10, 0, 0, 0, time.UTC) }
+func justBeforeTheHour() time.Time { return topOfTheHour().Add(-time.Minute) }
+func justAfterTheHour() time.Time  { return topOfTheHour().Add(time.Minute) }
+func thePriorHour() time.Time      { return topOfTheHour().Add(-time.Hour) }
+
+func ptr[T any](v T) *T { return &v }
+
+// hourlyPolicy backs up claims labeled app=postgres every hour; it was created two hours before
+// the top of the hour and last ran the hour before.
+func hourlyPolicy() *platformv1.BackupPolicy {
+	return &platformv1.BackupPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hourly", UID: "policy-uid", Generation: 1,
+			CreationTimestamp: metav1.NewTime(topOfTheHour().Add(-2 * time.Hour))},
+		Spec: platformv1.BackupPolicySpec{
+			Schedule:  "0 * * * *",
+			Target:    platformv1.BackupTarget{PVCSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "postgres"}}},
+			Retention: &platformv1.RetentionPolicy{KeepLast: ptr(int32(2))},
+			BackupRunSettings: platformv1.BackupRunSettings{
+				Compression: platformv1.CompressionZstd,
+				Storage:     &platformv1.Storage{PersistentVolumeClaim: &platformv1.StorageVolumeClaim{ClaimName: "backup-storage"}},
+			},
+		},
+		Status: platformv1.BackupPolicyStatus{LastScheduleTime: &metav1.Time{Time: thePriorHour()}},
+	}
+}
+
+func claim(name string, labels map[string]string) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}}
+}
+
+func postgresClaims() []*corev1.PersistentVolumeClaim {
+	return []*corev1.PersistentVolumeClaim{
+		claim("data-db-0", map[string]string{"app": "postgres"}),
+		claim("data-db-1", map[string]string{"app": "postgres"}),
+		claim("cache", map[string]string{"app": "redis"}),
+	}
+}
+
+// policyBackup is a Backup of the policy for a claim, taken at t.
+func policyBackup(name, pvc string, phase platformv1.BackupPhase, t time.Time) *platformv1.Backup {
+	return &platformv1.Backup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(name + "-uid"),
+			CreationTimestamp: metav1.NewTime(t),
+			Labels:            map[string]string{platformv1.LabelPolicy: "hourly", platformv1.LabelPVC: pvc}},
+		Spec:   platformv1.BackupSpec{PVCName: pvc, PolicyName: "hourly"},
+		Status: platformv1.BackupStatus{Phase: phase, StartTime: &metav1.Time{Time: t}, CompletionTime: &metav1.Time{Time: t.Add(time.Minute)}},
+	}
+}
+
+type fixture struct {
+	t        *testing.T
+	now      time.Time
+	policy   *platformv1.BackupPolicy
+	claims   []*corev1.PersistentVolumeClaim
+	backups  []*platformv1.Backup
+	reactors []func(*fake.Clientset)
+
+	client   *fake.Clientset
+	recorder *record.FakeRecorder
+	ctrl     *Controller
+}
+
+func newFixture(t *testing.T, now time.Time) *fixture {
+	return &fixture{t: t, now: now, policy: hourlyPolicy(), claims: postgresClaims()}
+}
+
+// sync runs one sync of the policy against fake clients whose informer caches hold exactly the
+// fixture's objects, and returns the requeue and error. Actions taken are in f.writes().
+func (f *fixture) sync() (time.Duration, error) {
+	f.t.Helper()
+	var objects []runtime.Object
+	objects = append(objects, f.policy)
+	for _, b := range f.backups {
+		objects = append(objects, b)
+	}
+	var kubeObjects []runtime.Object
+	for _, c := range f.claims {
+		kubeObjects = append(kubeObjects, c)
+	}
+	f.client = fake.NewSimpleClientset(objects...)
+	for _, r := range f.reactors {
+		r(f.client)
+	}
+	kubeClient := kubefake.NewSimpleClientset(kubeObjects...)
+	platformInformers := informers.NewSharedInformerFactory(f.client, 0)
+	kubeInformers := kubeinformers.NewSharedInformerFactory(kubeClient, 0)
+	f.recorder = record.NewFakeRecorder(100)
+	ctrl, err := NewController(controller.Deps{
+		KubeClient: kubeClient, Client: f.client,
+		Informers: platformInformers, OwnedInformers: kubeInformers, ClaimInformers: kubeInformers,
+		Recorder: f.recorder, Clock: clocktesting.NewFakePassiveClock(f.now),
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.ctrl = ctrl
+	for _, obj := range objects {
+		var err error
+		switch o := obj.(type) {
+		case *platformv1.BackupPolicy:
+			err = platformInformers.Platform().V1().BackupPolicies().Informer().GetIndexer().Add(o)
+		case *platformv1.Backup:
+			err = platformInformers.Platform().V1().Backups().Informer().GetIndexer().Add(o)
+		}
+		if err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	for _, c := range f.claims {
+		if err := kubeInformers.Core().V1().PersistentVolumeClaims().Informer().GetIndexer().Add(c); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return ctrl.sync(context.Background(), f.policy.Namespace, f.policy.Name)
+}
+
+// writes describes the API writes of the last sync, such as "create backups hourly-data-db-0-...".
+func (f *fixture) writes() []string {
+	var out []string
+	// Create and update actions share one interface: tell them apart by verb.
+	for _, a := range f.client.Actions() {
+		switch a.GetVerb() {
+		case "create":
+			obj, _ := meta.Accessor(a.(clienttesting.CreateAction).GetObject())
+			out = append(out, fmt.Sprintf("create %s %s", a.GetResource().Resource, obj.GetName()))
+		case "update":
+			obj, _ := meta.Accessor(a.(clienttesting.UpdateAction).GetObject())
+			out = append(out, fmt.Sprintf("update %s/%s %s", a.GetResource().Resource, a.GetSubresource(), obj.GetName()))
+		case "delete":
+			out = append(out, fmt.Sprintf("delete %s %s", a.GetResource().Resource, a.(clienttesting.DeleteAction).GetName()))
+		}
+	}
+	return out
+}
+
+// status is the policy status the last sync wrote.
+func (f *fixture) status() platformv1.BackupPolicyStatus {
+	f.t.Helper()
+	for _, a := range f.client.Actions() {
+		if a.GetVerb() == "update" && a.GetSubresource() == "status" {
+			return a.(clienttesting.UpdateAction).GetObject().(*platformv1.BackupPolicy).Status
+		}
+	}
+	f.t.Fatal("the sync wrote no status")
+	return platformv1.BackupPolicyStatus{}
+}
+
+// created returns the Backups the last sync created.
+func (f *fixture) created() []*platformv1.Backup {
+	var out []*platformv1.Backup
+	for _, a := range f.client.Actions() {
+		if a.GetVerb() == "create" {
+			if b, ok := a.(clienttesting.CreateAction).GetObject().(*platformv1.Backup); ok {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
+
+func (f *fixture) events() []string {
+	var out []string
+	for {
+		select {
+		case e := <-f.recorder.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+func (f *fixture) expectEvent(prefix string) {
+	f.t.Helper()
+	for _, e := range f.events() {
+		if strings.HasPrefix(e, prefix) {
+			return
+		}
+	}
+	f.t.Fatalf("no event starting %q", prefix)
+}
+
+func (f *fixture) expectWrites(want ...string) {
+	f.t.Helper()
+	got := f.writes()
+	if want == nil {
+		want = []string{}
+	}
+	if got == nil {
+		got = []string{}
+	}
+	if !reflect.DeepEqual(got, want) {
+		f.t.Fatalf("API writes:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func readyOf(t *testing.T, s platformv1.BackupPolicyStatus) metav1.Condition {
+	t.Helper()
+	c := meta.FindStatusCondition(s.Conditions, platformv1.ConditionReady)
+	if c == nil {
+		t.Fatal("no Ready condition")
+	}
+	return *c
+}
+
+// The name of the hourly run at the top of the hour: minutes since the epoch.
+var topRun = fmt.Sprint(topOfTheHour().Unix() / 60)
+
+func TestDueRunCreatesOneBackupPerSelectedClaim(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	requeue, err := f.sync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expectWrites(
+		"create backups hourly-data-db-0-"+topRun,
+		"create backups hourly-data-db-1-"+topRun,
+		"update backuppolicies/status hourly",
+	)
+	b := f.created()[0]
+	if b.Spec.PVCName != "data-db-0" || b.Spec.PolicyName != "hourly" || b.Spec.Compression != platformv1.CompressionZstd ||
+		b.Spec.Storage == nil || b.Spec.Storage.PersistentVolumeClaim.ClaimName != "backup-storage" {
+		t.Fatalf("the Backup does not carry the policy's settings: %+v", b.Spec)
+	}
+	if b.Labels[platformv1.LabelPolicy] != "hourly" || b.Labels[platformv1.LabelPVC] != "data-db-0" || b.Annotations[platformv1.AnnotationScheduledTime] != "2026-05-19T10:00:00Z" {
+		t.Fatalf("labels %v, annotations %v", b.Labels, b.Annotations)
+	}
+	if len(b.OwnerReferences) != 0 {
+		t.Fatal("a policy must not own its Backups: deleting it would delete data")
+	}
+	s := f.status()
+	if !s.LastScheduleTime.Time.Equal(topOfTheHour()) || !s.NextScheduleTime.Time.Equal(topOfTheHour().Add(time.Hour)) || s.ObservedGeneration != 1 {
+		t.Fatalf("status %+v", s)
+	}
+	if c := readyOf(t, s); c.Status != metav1.ConditionTrue || c.Reason != ReasonScheduled {
+		t.Fatalf("Ready = %+v", c)
+	}
+	if want := topOfTheHour().Add(time.Hour).Sub(justAfterTheHour()) + nextSyncDelta; requeue != want {
+		t.Fatalf("requeue after %s, want %s (the next scheduled time)", requeue, want)
+	}
+	f.expectEvent("Normal BackupsCreated Created 2 Backup(s) for the run scheduled for 2026-05-19T10:00:00Z")
+}
+
+func TestNothingDueWritesNothing(t *testing.T) {
+	f := newFixture(t, justBeforeTheHour())
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	// The first sync records the plan; a second one at a later moment with nothing due must
+	// not touch the API at all.
+	f.policy.Status = f.status()
+	f.now = justBeforeTheHour().Add(30 * time.Second)
+	requeue, err := f.sync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expectWrites()
+	if want := 30*time.Second + nextSyncDelta; requeue != want {
+		t.Fatalf("requeue after %s, want %s", requeue, want)
+	}
+}
+
+func TestTheSameRunIsNeverMadeTwice(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.policy.Status = f.status()
+	f.backups = f.created()
+	f.now = justAfterTheHour().Add(10 * time.Second)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range f.writes() {
+		if strings.HasPrefix(w, "create") {
+			t.Fatalf("a second sync in the same hour wrote %q", w)
+		}
+	}
+}
+
+func TestConcurrencyPolicy(t *testing.T) {
+	running := policyBackup("hourly-data-db-0-old", "data-db-0", platformv1.BackupRunning, thePriorHour())
+	tests := []struct {
+		policy platformv1.ConcurrencyPolicy
+		writes []string
+		event  string
+	}{
+		{"", []string{"create backups hourly-data-db-1-" + topRun, "update backuppolicies/status hourly"},
+			"Normal AlreadyActive Skipped claim data-db-0 for the run scheduled for 2026-05-19T10:00:00Z: Backup hourly-data-db-0-old is still Running (concurrencyPolicy Forbid)"},
+		{platformv1.ConcurrencyForbid, []string{"create backups hourly-data-db-1-" + topRun, "update backuppolicies/status hourly"}, "Normal AlreadyActive"},
+		{platformv1.ConcurrencyAllow, []string{"create backups hourly-data-db-0-" + topRun, "create backups hourly-data-db-1-" + topRun, "update backuppolicies/status hourly"}, "Normal BackupsCreated Created 2"},
+		{platformv1.ConcurrencyReplace, []string{"delete backups hourly-data-db-0-old", "create backups hourly-data-db-0-" + topRun, "create backups hourly-data-db-1-" + topRun, "update backuppolicies/status hourly"}, "Normal ReplacedActiveBackup"},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			f := newFixture(t, justAfterTheHour())
+			f.policy.Spec.ConcurrencyPolicy = tc.policy
+			f.backups = []*platformv1.Backup{running}
+			if _, err := f.sync(); err != nil {
+				t.Fatal(err)
+			}
+			f.expectWrites(tc.writes...)
+			f.expectEvent(tc.event)
+			if s := f.status(); len(s.Active) != 1 || s.Active[0].Name != running.Name || !s.LastScheduleTime.Time.Equal(topOfTheHour()) {
+				t.Fatalf("status active %v, last schedule %v", s.Active, s.LastScheduleTime)
+			}
+		})
+	}
+}
+
+func TestReplaceDeletesByUID(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	f.policy.Spec.ConcurrencyPolicy = platformv1.ConcurrencyReplace
+	f.backups = []*platformv1.Backup{policyBackup("hourly-data-db-0-old", "data-db-0", platformv1.BackupPending, thePriorHour())}
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range f.client.Actions() {
+		if d, ok := a.(clienttesting.DeleteActionImpl); ok {
+			if pre := d.GetDeleteOptions().Preconditions; pre == nil || pre.UID == nil || *pre.UID != "hourly-data-db-0-old-uid" {
+				t.Fatalf("delete without the Backup's UID as precondition: %+v", d.GetDeleteOptions())
+			}
+			return
+		}
+	}
+	t.Fatal("no delete")
+}
+
+func TestSuspendedPolicyStartsNothing(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	f.policy.Spec.Suspend = ptr(true)
+	requeue, err := f.sync()
+	if err != nil || requeue != 0 {
+		t.Fatalf("requeue %s, err %v; want no requeue", requeue, err)
+	}
+	f.expectWrites("update backuppolicies/status hourly")
+	s := f.status()
+	if c := readyOf(t, s); c.Status != metav1.ConditionFalse || c.Reason != ReasonSuspended || s.NextScheduleTime != nil {
+		t.Fatalf("Ready %+v, next %v", c, s.NextScheduleTime)
+	}
+
+	// On resume hours later, only the most recent missed time runs.
+	f.policy.Spec.Suspend = ptr(false)
+	f.policy.Status = s
+	f.now = topOfTheHour().Add(5*time.Hour + time.Minute)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := fmt.Sprint(topOfTheHour().Add(5*time.Hour).Unix() / 60)
+	f.expectWrites("create backups hourly-data-db-0-"+resumed, "create backups hourly-data-db-1-"+resumed, "update backuppolicies/status hourly")
+}
+
+func TestInvalidSpecIsReportedOnceAndNotRetried(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*platformv1.BackupPolicy)
+		reason string
+	}{
+		{"schedule", func(p *platformv1.BackupPolicy) { p.Spec.Schedule = "every night" }, ReasonInvalidSchedule},
+		{"time zone prefix", func(p *platformv1.BackupPolicy) { p.Spec.Schedule = "CRON_TZ=UTC 0 2 * * *" }, ReasonInvalidSchedule},
+		{"time zone", func(p *platformv1.BackupPolicy) { p.Spec.TimeZone = ptr("Mars/Olympus_Mons") }, ReasonInvalidTimeZone},
+		{"selector", func(p *platformv1.BackupPolicy) {
+			p.Spec.Target.PVCSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near"}}}
+		}, ReasonInvalidSelector},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, justAfterTheHour())
+			tc.mutate(f.policy)
+			requeue, err := f.sync()
+			if err != nil || requeue != 0 {
+				t.Fatalf("requeue %s, err %v; an invalid spec must not be retried in a loop", requeue, err)
+			}
+			f.expectWrites("update backuppolicies/status hourly")
+			s := f.status()
+			if c := readyOf(t, s); c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
+				t.Fatalf("Ready = %+v, want False/%s", c, tc.reason)
+			}
+			f.expectEvent("Warning " + tc.reason)
+
+			f.policy.Status = s
+			if _, err := f.sync(); err != nil {
+				t.Fatal(err)
+			}
+			f.expectWrites()
+			if ev := f.events(); len(ev) != 0 {
+				t.Fatalf("the same invalid spec was reported again: %v", ev)
+			}
+		})
+	}
+}
+
+func TestRunPastTheStartingDeadlineIsSkipped(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	f.policy.Spec.StartingDeadlineSeconds = ptr(int64(30))
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.expectWrites("update backuppolicies/status hourly")
+	f.expectEvent("Warning MissedSchedule Skipped the run scheduled for 2026-05-19T10:00:00Z: it could not start within startingDeadlineSeconds=30")
+	s := f.status()
+	if s.LastMissedTime == nil || !s.LastMissedTime.Time.Equal(topOfTheHour()) || !s.LastScheduleTime.Time.Equal(thePriorHour()) {
+		t.Fatalf("last missed %v, last scheduled %v", s.LastMissedTime, s.LastScheduleTime)
+	}
+	f.policy.Status = s
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.expectWrites()
+	if ev := f.events(); len(ev) != 0 {
+		t.Fatalf("the skip was reported again: %v", ev)
+	}
+}
+
+func TestManyMissedRunsGiveOneWarningAndOneRun(t *testing.T) {
+	f := newFixture(t, topOfTheHour().Add(10*24*time.Hour+time.Minute))
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.created()); n != 2 {
+		t.Fatalf("created %d Backups, want one run of 2", n)
+	}
+	var warnings int
+	for _, e := range f.events() {
+		if strings.HasPrefix(e, "Warning TooManyMissedTimes About 241 scheduled runs") {
+			warnings++
+		}
+	}
+	if warnings != 1 {
+		t.Fatalf("%d TooManyMissedTimes warnings, want 1", warnings)
+	}
+}
+
+func TestSelectorMatchingNothingWarnsAndDoesNotLoop(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	f.claims = []*corev1.PersistentVolumeClaim{claim("cache", map[string]string{"app": "redis"})}
+	requeue, err := f.sync()
+	if err != nil || requeue == 0 {
+		t.Fatalf("requeue %s, err %v; want no error and the next scheduled time", requeue, err)
+	}
+	f.expectWrites("update backuppolicies/status hourly")
+	f.expectEvent("Warning NoMatchingPVCs Nothing backed up for the run scheduled for 2026-05-19T10:00:00Z")
+	s := f.status()
+	if c := readyOf(t, s); c.Reason != ReasonNoMatchingPVCs || c.Status != metav1.ConditionFalse || !s.LastScheduleTime.Time.Equal(topOfTheHour()) {
+		t.Fatalf("Ready %+v, last schedule %v", c, s.LastScheduleTime)
+	}
+}
+
+func TestRunNowAnnotationRunsOncePerValue(t *testing.T) {
+	f := newFixture(t, justBeforeTheHour())
+	f.policy.Annotations = map[string]string{platformv1.AnnotationRunNow: "drill-1"}
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	created := f.created()
+	if len(created) != 2 || !strings.HasPrefix(created[0].Name, "hourly-data-db-0-now-") {
+		t.Fatalf("run-now created %v", created)
+	}
+	if created[0].Annotations[platformv1.AnnotationScheduledTime] != justBeforeTheHour().Format(time.RFC3339) {
+		t.Fatalf("run-now Backup annotated %v", created[0].Annotations)
+	}
+	s := f.status()
+	if s.LastRunNowToken != "drill-1" || !s.LastScheduleTime.Time.Equal(thePriorHour()) {
+		t.Fatalf("token %q, last schedule %v: run-now must not consume a scheduled run", s.LastRunNowToken, s.LastScheduleTime)
+	}
+
+	f.policy.Status = s
+	f.backups = created
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	// The same token again: the status catches up with the active Backups, nothing is created.
+	f.expectWrites("update backuppolicies/status hourly")
+
+	// A new token is a new run; like every run it waits for active Backups (Forbid).
+	for _, b := range f.backups {
+		b.Status.Phase = platformv1.BackupCompleted
+	}
+	f.policy.Annotations[platformv1.AnnotationRunNow] = "drill-2"
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if again := f.created(); len(again) != 2 || again[0].Name == created[0].Name {
+		t.Fatalf("a new token created %v", again)
+	}
+}
+
+func TestAlreadyExistingBackupCountsAsCreated(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	// The Backup exists on the server (an earlier sync created it) but not yet in the cache.
+	f.reactors = append(f.reactors, func(c *fake.Clientset) {
+		if err := c.Tracker().Add(policyBackup("hourly-data-db-0-"+topRun, "data-db-0", platformv1.BackupPending, topOfTheHour())); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := f.sync(); err != nil {
+		t.Fatalf("AlreadyExists must count as success: %v", err)
+	}
+	if s := f.status(); !s.LastScheduleTime.Time.Equal(topOfTheHour()) {
+		t.Fatalf("last schedule %v", s.LastScheduleTime)
+	}
+}
+
+func TestFailedCreateIsRetriedWithoutConsumingTheRun(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	f.reactors = append(f.reactors, func(c *fake.Clientset) {
+		c.PrependReactor("create", "backups", func(a clienttesting.Action) (bool, runtime.Object, error) {
+			if a.(clienttesting.CreateAction).GetObject().(*platformv1.Backup).Spec.PVCName == "data-db-1" {
+				return true, nil, errors.New("etcd is on fire")
+			}
+			return false, nil, nil
+		})
+	})
+	if _, err := f.sync(); err == nil {
+		t.Fatal("a failed create must return an error, so the run is retried with backoff")
+	}
+	s := f.status()
+	if !s.LastScheduleTime.Time.Equal(thePriorHour()) {
+		t.Fatalf("last schedule moved to %v though a Backup of the run is missing", s.LastScheduleTime)
+	}
+	f.expectEvent("Warning FailedCreate Could not create Backup hourly-data-db-1-" + topRun)
+}
+
+func TestRetentionDeletesOnlyWhatNoRuleKeeps(t *testing.T) {
+	f := newFixture(t, justBeforeTheHour())
+	day := func(d int) time.Time { return topOfTheHour().AddDate(0, 0, -d) }
+	otherPolicy := policyBackup("other-data-db-0", "data-db-0", platformv1.BackupCompleted, day(30))
+	otherPolicy.Spec.PolicyName = "other"
+	otherPolicy.Labels[platformv1.LabelPolicy] = "other"
+	f.backups = []*platformv1.Backup{
+		policyBackup("c1", "data-db-0", platformv1.BackupCompleted, day(5)),
+		policyBackup("c2", "data-db-0", platformv1.BackupCompleted, day(4)),
+		policyBackup("c3", "data-db-0", platformv1.BackupCompleted, day(3)),
+		policyBackup("c4", "data-db-0", platformv1.BackupCompleted, day(2)),
+		policyBackup("running", "data-db-0", platformv1.BackupRunning, day(10)),
+		policyBackup("db1-a", "data-db-1", platformv1.BackupCompleted, day(9)),
+		policyBackup("db1-b", "data-db-1", platformv1.BackupCompleted, day(8)),
+		otherPolicy,
+	}
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, w := range f.writes() {
+		if strings.HasPrefix(w, "delete") {
+			deleted = append(deleted, w)
+		}
+	}
+	sort.Strings(deleted)
+	if want := []string{"delete backups c1", "delete backups c2"}; !reflect.DeepEqual(deleted, want) {
+		t.Fatalf("deleted %v, want %v", deleted, want)
+	}
+	f.expectEvent("Normal CleanupTriggered Deleted 2 old Backup(s) of claim data-db-0 (keepLast=2, keepFailed=3): c1, c2")
+	s := f.status()
+	if len(s.Active) != 1 || s.Active[0].Name != "running" || !s.LastSuccessfulTime.Time.Equal(day(2).Add(time.Minute)) {
+		t.Fatalf("active %v, last success %v", s.Active, s.LastSuccessfulTime)
+	}
+}
+
+func TestRetentionDeletesNothingWhenTheTimeZoneIsInvalid(t *testing.T) {
+	f := newFixture(t, justBeforeTheHour())
+	f.policy.Spec.TimeZone = ptr("Nowhere/Special")
+	f.policy.Spec.Retention = &platformv1.RetentionPolicy{KeepDaily: ptr(int32(1))}
+	f.backups = []*platformv1.Backup{
+		policyBackup("c1", "data-db-0", platformv1.BackupCompleted, thePriorHour().Add(-48*time.Hour)),
+		policyBackup("c2", "data-db-0", platformv1.BackupCompleted, thePriorHour()),
+	}
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range f.writes() {
+		if strings.HasPrefix(w, "delete") {
+			t.Fatalf("retention deleted with a time zone it cannot read: %s", w)
+		}
+	}
+}
+
+func TestPolicyOfBackupUsesTheFullPolicyName(t *testing.T) {
+	long := strings.Repeat("p", 80)
+	b := &platformv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x", Labels: map[string]string{platformv1.LabelPolicy: "shortened"}},
+		Spec: platformv1.BackupSpec{PolicyName: long}}
+	if key, ok := policyOfBackup(b); !ok || key != ns+"/"+long {
+		t.Fatalf("policyOfBackup = %q, %v", key, ok)
+	}
+	if _, ok := policyOfBackup(&platformv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "manual"}}); ok {
+		t.Fatal("a Backup made by hand belongs to no policy")
+	}
+}

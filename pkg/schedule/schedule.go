@@ -29,6 +29,10 @@ type Schedule struct {
 	wall *cron.SpecSchedule
 }
 
+// maxStepBack bounds the search for a scheduled time before now, in seconds: a schedule with no
+// time in the last ten years is walked from the start of the window instead.
+const maxStepBack = 10 * 366 * 24 * 3600
+
 // everyHour is the hour field's bits when the schedule names every hour.
 const everyHour = 1<<24 - 1
 
@@ -139,17 +143,22 @@ func (s *Schedule) MostRecent(after, now time.Time) (time.Time, int64, bool) {
 	// whose times are a grid set by the first one. An irregular schedule (weekdays only,
 	// business hours) may have no time between there and now: step back, doubling the step,
 	// until it has one, then walk forward.
-	interval := second.Sub(first)
-	start := first.Add((now.Sub(first)/interval - 1) * interval)
+	// The arithmetic is in whole seconds: a window of centuries overflows a time.Duration.
+	interval := second.Unix() - first.Unix()
+	if interval < 1 {
+		interval = 1
+	}
+	k := (now.Unix() - first.Unix()) / interval
+	start := time.Unix(first.Unix()+(k-1)*interval, 0)
 	for step := interval; ; step *= 2 {
-		if !start.After(first) {
+		if !start.After(first) || step > maxStepBack {
 			start = after
 			break
 		}
 		if t := s.Next(start); !t.IsZero() && !t.After(now) {
 			break
 		}
-		start = start.Add(-step)
+		start = time.Unix(start.Unix()-step, 0)
 	}
 	var latest time.Time
 	for t := s.Next(start); !t.IsZero() && !t.After(now); t = s.Next(t) {
@@ -157,5 +166,5 @@ func (s *Schedule) MostRecent(after, now time.Time) (time.Time, int64, bool) {
 	}
 
 	// The count is for messages ("missed about N runs"), so the first interval will do.
-	return latest, int64(latest.Sub(first)/interval) + 1, true
+	return latest, (latest.Unix()-first.Unix())/interval + 1, true
 }

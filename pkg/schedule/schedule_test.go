@@ -262,3 +262,27 @@ func TestMostRecentMatchesAWalkOverEveryTime(t *testing.T) {
 		}
 	}
 }
+
+func TestMostRecentOverCenturiesReturns(t *testing.T) {
+	// An object read without a creation time has a zero one: a window of two thousand years,
+	// longer than a time.Duration can hold.
+	s := mustParse(t, "0 2 * * *", "")
+	now := time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC)
+	type result struct {
+		latest time.Time
+		ok     bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		latest, _, ok := s.MostRecent(time.Time{}, now)
+		done <- result{latest, ok}
+	}()
+	select {
+	case r := <-done:
+		if !r.ok || !r.latest.Equal(time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC)) {
+			t.Fatalf("MostRecent = %v, %v", r.latest, r.ok)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("MostRecent walked the centuries one day at a time")
+	}
+}

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"time"
+
+	"platform.example.com/backup-operator/pkg/archive"
+)
+
+// Reason is the machine-readable cause carried by a failed result.
+type Reason = archive.Reason
+
+// Reasons a result can carry. The controller decides what to do on them
+// (retry, fail the Backup, surface a condition), so they never change meaning.
+const (
+	InvalidArgument  = archive.InvalidArgument
+	SourceNotFound   = archive.SourceNotFound
+	ReadFailed       = archive.ReadFailed
+	WriteFailed      = archive.WriteFailed
+	OutputExists     = archive.OutputExists
+	ArchiveNotFound  = archive.ArchiveNotFound
+	ChecksumMismatch = archive.ChecksumMismatch
+	CorruptArchive   = archive.CorruptArchive
+	UnsafeArchive    = archive.UnsafeArchive
+	TargetNotFound   = archive.TargetNotFound
+	TargetNotEmpty   = archive.TargetNotEmpty
+	Canceled         = archive.Canceled
+	Internal         = archive.Internal
+)
+
+// Exit codes of the agent.
+const (
+	// ExitOK: the operation succeeded.
+	ExitOK = 0
+	// ExitFailed: the operation failed; the result's reason says why.
+	ExitFailed = 1
+	// ExitUsage: the command line is invalid (reason InvalidArgument).
+	ExitUsage = 2
+	// ExitIntegrity: the archive failed verification or is unsafe to
+	// extract (ChecksumMismatch, CorruptArchive, UnsafeArchive); retrying
+	// cannot help.
+	ExitIntegrity = 3
+)
+
+// Operations, as reported in Status.Operation.
+const (
+	OpBackup  = "backup"
+	OpRestore = "restore"
+	OpVerify  = "verify"
+	OpDelete  = "delete"
+)
+
+// Status is the part of every result that says how the run ended.
+type Status struct {
+	Operation string `json:"operation"`
+	// Error says what was wrong and what to do; empty on success.
+	Error string `json:"error,omitempty"`
+	// Reason is set exactly when Error is.
+	Reason          Reason    `json:"reason,omitempty"`
+	StartTime       time.Time `json:"startTime"`
+	CompletionTime  time.Time `json:"completionTime"`
+	DurationSeconds float64   `json:"durationSeconds"`
+	ToolVersion     string    `json:"toolVersion"`
+}
+
+// Succeeded reports whether the run succeeded.
+func (s *Status) Succeeded() bool { return s.Error == "" }
+
+// BackupResult is printed by `agent backup`.
+type BackupResult struct {
+	Status
+	archive.BackupStats
+}
+
+// RestoreResult is printed by `agent restore`.
+type RestoreResult struct {
+	Status
+	archive.RestoreStats
+}
+
+// VerifyResult is printed by `agent verify`.
+type VerifyResult struct {
+	Status
+	archive.VerifyStats
+}
+
+// DeleteResult is printed by `agent delete`.
+type DeleteResult struct {
+	Status
+	archive.DeleteStats
+}

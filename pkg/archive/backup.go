@@ -1,0 +1,551 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultMaxChangedList bounds the list of changed files kept in results and
+// manifests; the count is always exact.
+const DefaultMaxChangedList = 50
+
+const (
+	// copyBufferSize is the unit of every large sequential read and write.
+	copyBufferSize = 1 << 20
+	// cancelCheckBytes is how often a long file copy looks at the context.
+	cancelCheckBytes = 64 << 20
+)
+
+// BackupOptions configures Backup.
+type BackupOptions struct {
+	// Source is the directory to archive.
+	Source string
+	// Output is the archive's full file name; its extension must match the
+	// compression (.tar.zst, .tar.gz or .tar).
+	Output string
+	// Compression defaults to the one implied by Output's extension.
+	Compression Compression
+	// ToolVersion is recorded in the manifest.
+	ToolVersion string
+	// MaxChangedList bounds ChangedFileList; zero means DefaultMaxChangedList.
+	MaxChangedList int
+
+	// wrapOutput lets tests put a failing writer in front of the file.
+	wrapOutput func(io.Writer) io.Writer
+	// beforeRead lets tests change a file between its stat and its read,
+	// as a live database does.
+	beforeRead func(rel string)
+	// beforeList is the same for directories, before they are listed.
+	beforeList func(rel string)
+}
+
+// BackupStats is what Backup wrote and what it saw while reading the source.
+type BackupStats struct {
+	// Archive, ChecksumFile and ManifestFile are the paths written.
+	Archive      string `json:"archive"`
+	ChecksumFile string `json:"checksumFile"`
+	ManifestFile string `json:"manifestFile"`
+	// Size is the archive's size in bytes (compressed).
+	Size int64 `json:"size"`
+	// SourceBytes is the total size of the regular files archived.
+	SourceBytes int64 `json:"sourceBytes"`
+	// Files counts regular files, Hardlinks the extra names of files already
+	// archived, Directories includes the source directory itself.
+	Files       int64 `json:"files"`
+	Directories int64 `json:"directories"`
+	Symlinks    int64 `json:"symlinks"`
+	Hardlinks   int64 `json:"hardlinks"`
+	// Skipped counts sockets, devices and named pipes, which are not archived.
+	Skipped int64 `json:"skipped"`
+	// Vanished counts entries deleted or replaced between listing and reading.
+	Vanished int64 `json:"vanished"`
+	// ChangedFiles counts files modified while they were read; their archived
+	// content may be inconsistent. ChangedFileList names the first of them.
+	ChangedFiles    int64    `json:"changedFiles"`
+	ChangedFileList []string `json:"changedFileList,omitempty"`
+	// SHA256 is the hash of the archive file as stored.
+	SHA256      string      `json:"sha256"`
+	Compression Compression `json:"compression"`
+}
+
+// Backup archives opts.Source into opts.Output. The archive appears under its
+// final name only when it, its checksum file and its manifest are complete
+// and on disk; on any failure nothing is left under the final name.
+func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
+	start := time.Now()
+	comp, err := checkBackupOptions(&opts)
+	if err != nil {
+		return nil, err
+	}
+	stats := &BackupStats{
+		Archive:      opts.Output,
+		ChecksumFile: checksumName(opts.Output),
+		ManifestFile: manifestName(opts.Output),
+		Compression:  comp,
+	}
+
+	af, err := createAtomic(opts.Output)
+	if err != nil {
+		return nil, writeError(err, "cannot create a temporary file beside %s", opts.Output)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			af.abort()
+		}
+	}()
+
+	var sink io.Writer = af
+	if opts.wrapOutput != nil {
+		sink = opts.wrapOutput(sink)
+	}
+	hw := newHashingWriter(sink)
+	bw := bufio.NewWriterSize(hw, copyBufferSize)
+	cw, err := newCompressor(comp, bw)
+	if err != nil {
+		return nil, newError(Internal, err, "cannot start the %s compressor", comp)
+	}
+	w := &walker{
+		ctx:        ctx,
+		src:        opts.Source,
+		tw:         tar.NewWriter(cw),
+		buf:        make([]byte, copyBufferSize),
+		zeros:      make([]byte, 64<<10),
+		links:      map[fileID]string{},
+		stats:      stats,
+		maxChanged: opts.MaxChangedList,
+		beforeRead: opts.beforeRead,
+		beforeList: opts.beforeList,
+	}
+	if w.maxChanged <= 0 {
+		w.maxChanged = DefaultMaxChangedList
+	}
+	werr := w.walkRoot()
+	if werr == nil {
+		werr = closeAll(w.tw, cw)
+	} else {
+		cw.Close() // stop the compressor's goroutines; the data is discarded
+	}
+	if werr == nil {
+		if err := bw.Flush(); err != nil {
+			werr = writeError(err, "cannot write archive %s", opts.Output)
+		}
+	}
+	if werr == nil {
+		if err := af.sync(); err != nil {
+			werr = writeError(err, "cannot flush archive %s to disk", opts.Output)
+		}
+	}
+	if werr != nil {
+		return nil, werr
+	}
+
+	stats.Size = hw.n
+	stats.SHA256 = hw.sum()
+	m := Manifest{
+		ManifestVersion: ManifestVersion,
+		Archive:         filepath.Base(opts.Output),
+		Source:          opts.Source,
+		Compression:     comp,
+		SHA256:          stats.SHA256,
+		Size:            stats.Size,
+		SourceBytes:     stats.SourceBytes,
+		Files:           stats.Files,
+		Directories:     stats.Directories,
+		Symlinks:        stats.Symlinks,
+		Hardlinks:       stats.Hardlinks,
+		Skipped:         stats.Skipped,
+		Vanished:        stats.Vanished,
+		ChangedFiles:    stats.ChangedFiles,
+		ChangedFileList: stats.ChangedFileList,
+		StartTime:       start.UTC(),
+		CompletionTime:  time.Now().UTC(),
+		ToolVersion:     opts.ToolVersion,
+	}
+	mb, err := m.encode()
+	if err != nil {
+		return nil, newError(Internal, err, "cannot encode the manifest")
+	}
+	// The side files go first so that an archive under its final name always
+	// has them; a crash in between leaves only side files, which the next
+	// attempt or a delete replaces.
+	if err := writeFileAtomic(stats.ChecksumFile, checksumLine(stats.SHA256, opts.Output)); err != nil {
+		return nil, writeError(err, "cannot write checksum file %s", stats.ChecksumFile)
+	}
+	if err := writeFileAtomic(stats.ManifestFile, mb); err != nil {
+		os.Remove(stats.ChecksumFile)
+		return nil, writeError(err, "cannot write manifest %s", stats.ManifestFile)
+	}
+	if err := af.commit(); err != nil {
+		if errors.Is(err, errExists) {
+			return nil, outputExists(opts.Output)
+		}
+		os.Remove(stats.ChecksumFile)
+		os.Remove(stats.ManifestFile)
+		return nil, writeError(err, "cannot rename the finished archive to %s", opts.Output)
+	}
+	committed = true
+	return stats, nil
+}
+
+func closeAll(tw *tar.Writer, cw io.Closer) error {
+	if err := tw.Close(); err != nil {
+		cw.Close()
+		return writeError(err, "cannot finish the tar stream")
+	}
+	if err := cw.Close(); err != nil {
+		return writeError(err, "cannot finish the compressed stream")
+	}
+	return nil
+}
+
+func checkBackupOptions(opts *BackupOptions) (Compression, error) {
+	if opts.Source == "" {
+		return "", newError(InvalidArgument, nil, "--source is required: pass the directory to back up")
+	}
+	if opts.Output == "" {
+		return "", newError(InvalidArgument, nil, "--output is required: pass the archive's full file name, ending in .tar.zst, .tar.gz or .tar")
+	}
+	comp := opts.Compression
+	byName, ok := CompressionForName(opts.Output)
+	switch {
+	case !ok && comp == "":
+		return "", newError(InvalidArgument, nil, "--output %q must end in .tar.zst (zstd, the default), .tar.gz (gzip) or .tar (none)", opts.Output)
+	case !ok:
+		return "", newError(InvalidArgument, nil, "--output %q must end in %s for --compression %s", opts.Output, comp.Extension(), comp)
+	case comp == "":
+		comp = byName
+	case comp != byName:
+		return "", newError(InvalidArgument, nil, "--output %q ends in %s but --compression is %s: name it %s", opts.Output, byName.Extension(), comp, strings.TrimSuffix(opts.Output, byName.Extension())+comp.Extension())
+	}
+
+	src, err := filepath.Abs(opts.Source)
+	if err != nil {
+		return "", newError(InvalidArgument, err, "invalid --source %q", opts.Source)
+	}
+	fi, err := os.Stat(src)
+	if err != nil || !fi.IsDir() {
+		return "", newError(SourceNotFound, err, "source %s is not a readable directory: check the volume is mounted at that path", src)
+	}
+	out, err := filepath.Abs(opts.Output)
+	if err != nil {
+		return "", newError(InvalidArgument, err, "invalid --output %q", opts.Output)
+	}
+	dir := filepath.Dir(out)
+	if di, err := os.Stat(dir); err != nil || !di.IsDir() {
+		return "", newError(WriteFailed, err, "output directory %s does not exist: mount the storage volume or create the directory", dir)
+	}
+	if inside(realPath(dir), realPath(src)) {
+		return "", newError(InvalidArgument, nil, "--output %s is inside --source %s: the archive would contain itself; write it to another volume", out, src)
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return "", outputExists(out)
+	}
+	opts.Source, opts.Output = src, out
+	return comp, nil
+}
+
+func outputExists(path string) *Error {
+	return newError(OutputExists, nil, "archive %s already exists and is never replaced: delete it first (agent delete --archive %s) or choose another --output", path, path)
+}
+
+// writeError classifies a failure to write the archive, with the usual fix.
+func writeError(err error, format string, args ...any) *Error {
+	e := newError(WriteFailed, err, format, args...)
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		e.Msg += " (the storage is full: free space or use a larger volume)"
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		e.Msg += " (the storage is not writable by the agent: check the mount and its permissions)"
+	}
+	return e
+}
+
+func realPath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// inside reports whether p is dir or below it.
+func inside(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// walker writes the source tree depth first, in name order, so two backups of
+// the same tree produce the same entry order.
+type walker struct {
+	ctx        context.Context
+	src        string
+	tw         *tar.Writer
+	hdr        tar.Header
+	buf        []byte
+	zeros      []byte
+	links      map[fileID]string
+	stats      *BackupStats
+	maxChanged int
+	sinceCheck int64
+	beforeRead func(rel string)
+	beforeList func(rel string)
+}
+
+func (w *walker) walkRoot() error {
+	fi, err := os.Stat(w.src)
+	if err != nil {
+		return newError(SourceNotFound, err, "source %s disappeared", w.src)
+	}
+	// The root entry carries the source directory's own mode, owner and
+	// mtime, which restore applies to the target directory.
+	if err := w.writeHeader("./", tar.TypeDir, fi, "", 0); err != nil {
+		return err
+	}
+	w.stats.Directories++
+	return w.walkDir("")
+}
+
+func (w *walker) walkDir(rel string) error {
+	dirPath := w.abs(rel)
+	if w.beforeList != nil {
+		w.beforeList(rel)
+	}
+	d, err := os.Open(dirPath)
+	if err != nil {
+		if rel != "" && errors.Is(err, fs.ErrNotExist) {
+			w.stats.Vanished++
+			return nil
+		}
+		return readError(err, dirPath)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return readError(err, dirPath)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := w.ctx.Err(); err != nil {
+			return newError(Canceled, err, "backup interrupted; nothing was left under the final name, run it again")
+		}
+		child := name
+		if rel != "" {
+			child = rel + "/" + name
+		}
+		if err := w.entry(child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walker) abs(rel string) string {
+	if rel == "" {
+		return w.src
+	}
+	return w.src + "/" + rel
+}
+
+func (w *walker) entry(rel string) error {
+	p := w.abs(rel)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			w.stats.Vanished++
+			return nil
+		}
+		return readError(err, p)
+	}
+	switch mode := fi.Mode(); {
+	case mode.IsDir():
+		if err := w.writeHeader(rel+"/", tar.TypeDir, fi, "", 0); err != nil {
+			return err
+		}
+		w.stats.Directories++
+		return w.walkDir(rel)
+	case mode&fs.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
+				w.stats.Vanished++
+				return nil
+			}
+			return readError(err, p)
+		}
+		if err := w.writeHeader(rel, tar.TypeSymlink, fi, target, 0); err != nil {
+			return err
+		}
+		w.stats.Symlinks++
+		return nil
+	case mode.IsRegular():
+		return w.file(rel, p, fi)
+	default:
+		// Sockets, devices and named pipes have no content to back up and
+		// recreating devices on restore would be a privilege escalation.
+		w.stats.Skipped++
+		return nil
+	}
+}
+
+func (w *walker) file(rel, p string, fi fs.FileInfo) error {
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Nlink > 1 {
+		id := fileID{uint64(st.Dev), st.Ino}
+		if first, ok := w.links[id]; ok {
+			if err := w.writeHeader(rel, tar.TypeLink, fi, first, 0); err != nil {
+				return err
+			}
+			w.stats.Hardlinks++
+			return nil
+		}
+		w.links[id] = rel
+	}
+	// O_NONBLOCK: if the file was swapped for a named pipe since Lstat,
+	// opening must not hang. O_NOFOLLOW: never read through a new symlink.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+			w.stats.Vanished++
+			return nil
+		}
+		return readError(err, p)
+	}
+	defer f.Close()
+	ofi, err := f.Stat()
+	if err != nil {
+		return readError(err, p)
+	}
+	ost := ofi.Sys().(*syscall.Stat_t)
+	if !ofi.Mode().IsRegular() || ost.Ino != st.Ino || ost.Dev != st.Dev {
+		w.stats.Vanished++
+		return nil
+	}
+	size := ofi.Size()
+	if w.beforeRead != nil {
+		w.beforeRead(rel)
+	}
+	if err := w.writeHeader(rel, tar.TypeReg, ofi, "", size); err != nil {
+		return err
+	}
+	w.stats.Files++
+	w.stats.SourceBytes += size
+
+	changed := false
+	remaining := size
+	for remaining > 0 {
+		n, rerr := f.Read(w.buf[:min(int64(len(w.buf)), remaining)])
+		if n > 0 {
+			if _, err := w.tw.Write(w.buf[:n]); err != nil {
+				return writeError(err, "cannot write archive data")
+			}
+			remaining -= int64(n)
+			if err := w.checkCancel(int64(n)); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return readError(rerr, p)
+		}
+	}
+	if remaining > 0 {
+		// The file shrank: the header promised size bytes, so pad with zeros
+		// and report the file as changed.
+		changed = true
+		for remaining > 0 {
+			n := min(int64(len(w.zeros)), remaining)
+			if _, err := w.tw.Write(w.zeros[:n]); err != nil {
+				return writeError(err, "cannot write archive data")
+			}
+			remaining -= n
+		}
+	} else if n, _ := f.Read(w.buf[:1]); n > 0 {
+		changed = true // it grew; the archive holds the first size bytes
+	}
+	if !changed {
+		after, err := f.Stat()
+		if err != nil {
+			return readError(err, p)
+		}
+		changed = after.Size() != size || !after.ModTime().Equal(ofi.ModTime())
+	}
+	if changed {
+		w.stats.ChangedFiles++
+		if len(w.stats.ChangedFileList) < w.maxChanged {
+			w.stats.ChangedFileList = append(w.stats.ChangedFileList, rel)
+		}
+	}
+	return nil
+}
+
+func (w *walker) checkCancel(n int64) error {
+	w.sinceCheck += n
+	if w.sinceCheck < cancelCheckBytes {
+		return nil
+	}
+	w.sinceCheck = 0
+	if err := w.ctx.Err(); err != nil {
+		return newError(Canceled, err, "backup interrupted; nothing was left under the final name, run it again")
+	}
+	return nil
+}
+
+// writeHeader reuses one Header for every entry: archive/tar copies what it
+// needs, and the backup stays free of per-file header allocations.
+func (w *walker) writeHeader(name string, typ byte, fi fs.FileInfo, link string, size int64) error {
+	st := fi.Sys().(*syscall.Stat_t)
+	h := &w.hdr
+	*h = tar.Header{
+		Typeflag: typ,
+		Name:     name,
+		Linkname: link,
+		Size:     size,
+		Mode:     tarMode(fi.Mode()),
+		Uid:      int(st.Uid),
+		Gid:      int(st.Gid),
+		ModTime:  time.Unix(int64(st.Mtim.Sec), int64(st.Mtim.Nsec)),
+		Format:   tar.FormatPAX,
+	}
+	if err := w.tw.WriteHeader(h); err != nil {
+		return writeError(err, "cannot write archive header for %s", name)
+	}
+	return nil
+}
+
+// tarMode converts Go's mode bits to the tar (and chmod) encoding.
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}
+
+func readError(err error, p string) *Error {
+	e := newError(ReadFailed, err, "cannot read %s", p)
+	if errors.Is(err, fs.ErrPermission) {
+		e.Msg += " (permission denied: run the agent as a user that can read every file of the volume, usually root or the volume owner's uid)"
+	} else {
+		e.Msg += " (the volume may be failing: check the node's kernel log, then retry)"
+	}
+	return e
+}

@@ -1,0 +1,63 @@
+package archive
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// DeleteStats describes what Delete removed.
+type DeleteStats struct {
+	Archive string `json:"archive"`
+	// Removed lists the files deleted, including leftovers of interrupted
+	// writes.
+	Removed []string `json:"removed"`
+	// AlreadyDeleted is true when the archive did not exist (deleting twice
+	// succeeds); side files and leftovers are still cleaned up.
+	AlreadyDeleted bool `json:"alreadyDeleted"`
+}
+
+// Delete removes an archive, its checksum file, its manifest and any
+// temporary file of an interrupted backup of the same name. Only names with
+// an archive extension are accepted, so a wrong argument cannot delete an
+// unrelated file.
+func Delete(archive string) (*DeleteStats, error) {
+	if archive == "" {
+		return nil, newError(InvalidArgument, nil, "--archive is required: pass the archive file to delete")
+	}
+	if _, ok := CompressionForName(archive); !ok {
+		return nil, newError(InvalidArgument, nil, "--archive %q does not end in .tar.zst, .tar.gz or .tar: refusing to delete a file that is not an archive", archive)
+	}
+	// A missing directory means the storage is not mounted, not that the
+	// archive is gone: reporting success would leak the archive.
+	if di, err := os.Stat(filepath.Dir(archive)); err != nil || !di.IsDir() {
+		return nil, newError(ArchiveNotFound, err, "directory of %s does not exist: mount the storage volume that holds the archive, then delete again", archive)
+	}
+	stats := &DeleteStats{Archive: archive, Removed: []string{}}
+	for i, p := range []string{archive, checksumName(archive), manifestName(archive)} {
+		err := os.Remove(p)
+		switch {
+		case err == nil:
+			stats.Removed = append(stats.Removed, p)
+		case errors.Is(err, os.ErrNotExist):
+			if i == 0 {
+				stats.AlreadyDeleted = true
+			}
+		default:
+			return stats, writeError(err, "cannot delete %s", p)
+		}
+	}
+	n, err := removeTemps(archive)
+	if err != nil {
+		return stats, writeError(err, "cannot delete leftovers of interrupted writes of %s", archive)
+	}
+	if n > 0 {
+		stats.Removed = append(stats.Removed, tempPrefix(archive)+"*")
+	}
+	if len(stats.Removed) > 0 {
+		if err := syncDir(filepath.Dir(archive)); err != nil {
+			return stats, writeError(err, "cannot make the deletion of %s durable", archive)
+		}
+	}
+	return stats, nil
+}

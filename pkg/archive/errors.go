@@ -1,0 +1,79 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Reason is a stable, machine-readable cause of a failure. The controller
+// branches on it, so existing values must never change meaning.
+type Reason string
+
+// Reasons reported by the archive operations.
+const (
+	// InvalidArgument: the command line or an option is wrong.
+	InvalidArgument Reason = "InvalidArgument"
+	// SourceNotFound: the backup source is missing or not a directory.
+	SourceNotFound Reason = "SourceNotFound"
+	// ReadFailed: a source file could not be read.
+	ReadFailed Reason = "ReadFailed"
+	// WriteFailed: writing the archive, its side files or restored files failed.
+	WriteFailed Reason = "WriteFailed"
+	// OutputExists: the backup would replace an existing archive.
+	OutputExists Reason = "OutputExists"
+	// ArchiveNotFound: the archive to restore or verify does not exist.
+	ArchiveNotFound Reason = "ArchiveNotFound"
+	// ChecksumMismatch: the archive's sha256 is not the expected one.
+	ChecksumMismatch Reason = "ChecksumMismatch"
+	// CorruptArchive: the checksum matches but the archive does not decompress
+	// or parse as tar.
+	CorruptArchive Reason = "CorruptArchive"
+	// UnsafeArchive: an entry would write outside the restore target.
+	UnsafeArchive Reason = "UnsafeArchive"
+	// TargetNotFound: the restore target is missing or not a directory.
+	TargetNotFound Reason = "TargetNotFound"
+	// TargetNotEmpty: the restore target has data and no overwrite mode allows it.
+	TargetNotEmpty Reason = "TargetNotEmpty"
+	// Canceled: the operation was interrupted (for example the Pod was stopped).
+	Canceled Reason = "Canceled"
+	// Internal: an unexpected failure; the message carries the details.
+	Internal Reason = "Internal"
+)
+
+// Error is a failure with a Reason and a message that says what was wrong and
+// what to do about it.
+type Error struct {
+	Reason Reason
+	// Msg states what went wrong and what to do.
+	Msg string
+	// Err is the underlying cause, if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// newError builds an *Error; format follows fmt.Sprintf.
+func newError(reason Reason, cause error, format string, args ...any) *Error {
+	return &Error{Reason: reason, Msg: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// ReasonOf returns the Reason carried by err, Canceled for context errors,
+// and Internal for anything else.
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return Canceled
+	}
+	return Internal
+}

@@ -1,0 +1,599 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Overwrite says what restore may do to a target that already holds data.
+type Overwrite string
+
+// Overwrite modes.
+const (
+	// OverwriteRefuse fails with TargetNotEmpty unless the target is empty.
+	OverwriteRefuse Overwrite = "refuse"
+	// OverwriteMerge writes the archive's entries over the target's and keeps
+	// everything the archive does not contain.
+	OverwriteMerge Overwrite = "merge"
+	// OverwriteReplace empties the target first; the target directory itself
+	// stays because it is usually a volume's mount point.
+	OverwriteReplace Overwrite = "replace"
+)
+
+// lostFound is created by mkfs on ext file systems and owned by fsck. A fresh
+// volume contains it, so it never makes a target "not empty" and replace
+// leaves it alone.
+const lostFound = "lost+found"
+
+// ParseOverwrite validates an --overwrite value.
+func ParseOverwrite(s string) (Overwrite, error) {
+	switch o := Overwrite(strings.ToLower(s)); o {
+	case OverwriteRefuse, OverwriteMerge, OverwriteReplace:
+		return o, nil
+	}
+	return "", newError(InvalidArgument, nil, "unknown --overwrite %q: use refuse (default), merge or replace", s)
+}
+
+// RestoreOptions configures Restore.
+type RestoreOptions struct {
+	// Archive is the file to restore.
+	Archive string
+	// Target is the existing directory to restore into.
+	Target string
+	// SHA256 is the archive's expected hash; nothing is written unless the
+	// archive matches it.
+	SHA256 string
+	// Overwrite defaults to OverwriteRefuse.
+	Overwrite Overwrite
+}
+
+// RestoreStats is what Restore wrote.
+type RestoreStats struct {
+	Archive     string      `json:"archive"`
+	Target      string      `json:"target"`
+	SHA256      string      `json:"sha256"`
+	Compression Compression `json:"compression"`
+	Overwrite   Overwrite   `json:"overwrite"`
+	// Size is the archive's size in bytes.
+	Size int64 `json:"size"`
+	// Bytes is the total size of the regular files restored.
+	Bytes       int64 `json:"bytes"`
+	Files       int64 `json:"files"`
+	Directories int64 `json:"directories"`
+	Symlinks    int64 `json:"symlinks"`
+	Hardlinks   int64 `json:"hardlinks"`
+	// Skipped counts device, pipe and unknown entries, which are never created.
+	Skipped int64 `json:"skipped"`
+	// OwnershipSkipped counts entries whose owner could not be set because
+	// the agent lacks the privilege (it needs root or CAP_CHOWN).
+	OwnershipSkipped int64 `json:"ownershipSkipped"`
+	// Removed counts the top-level entries deleted by OverwriteReplace.
+	Removed int64 `json:"removed"`
+}
+
+// Restore verifies the archive against opts.SHA256, then extracts it into
+// opts.Target. Nothing is written before the whole archive has been hashed,
+// and nothing is ever created, changed or removed outside the target: every
+// file operation goes through an os.Root opened on the target, and entries
+// that try to leave it are refused with UnsafeArchive.
+func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
+	if opts.Archive == "" {
+		return nil, newError(InvalidArgument, nil, "--archive is required: pass the archive file to restore")
+	}
+	if opts.Target == "" {
+		return nil, newError(InvalidArgument, nil, "--target is required: pass the directory to restore into")
+	}
+	want, err := normalizeSHA256(opts.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	mode := opts.Overwrite
+	if mode == "" {
+		mode = OverwriteRefuse
+	}
+	if mode, err = ParseOverwrite(string(mode)); err != nil {
+		return nil, err
+	}
+
+	f, fi, err := openArchive(opts.Archive)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, copyBufferSize)
+	got, _, err := hashFile(f, buf)
+	if err != nil {
+		return nil, newError(ReadFailed, err, "cannot read archive %s", opts.Archive)
+	}
+	if got != want {
+		return nil, mismatch(opts.Archive, want, got)
+	}
+
+	root, err := os.OpenRoot(opts.Target)
+	if err != nil {
+		return nil, newError(TargetNotFound, err, "restore target %s is not an existing directory: mount the target volume there first", opts.Target)
+	}
+	defer root.Close()
+	stats := &RestoreStats{
+		Archive:   opts.Archive,
+		Target:    opts.Target,
+		SHA256:    want,
+		Overwrite: mode,
+		Size:      fi.Size(),
+	}
+	if err := prepareTarget(root, opts.Target, mode, stats); err != nil {
+		return nil, err
+	}
+
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, newError(ReadFailed, err, "cannot rewind archive %s", opts.Archive)
+	}
+	// Both passes read the same open file, so renaming another file over the
+	// archive cannot affect them; writing into it would change its size or
+	// times, which are compared after extraction. A second hash would double
+	// the CPU spent on large incompressible archives for no extra safety.
+	br := bufio.NewReaderSize(f, copyBufferSize)
+	head, _ := br.Peek(len(zstdMagic))
+	stats.Compression = sniff(head)
+	dec, err := newDecompressor(stats.Compression, br)
+	if err != nil {
+		return nil, corrupt(opts.Archive, stats.Compression, err)
+	}
+	x := newExtractor(root, buf, stats)
+	xerr := x.run(ctx, tar.NewReader(dec))
+	dec.Close()
+	if xerr == nil {
+		xerr = x.finish()
+	}
+	if xerr != nil {
+		var e *Error
+		if errors.As(xerr, &e) && e.Reason == CorruptArchive {
+			e.Msg = corrupt(opts.Archive, stats.Compression, nil).Msg + ": " + e.Msg
+		}
+		return nil, xerr
+	}
+	if after, err := f.Stat(); err != nil || !sameFile(fi, after) {
+		return nil, newError(ChecksumMismatch, err, "archive %s was modified while it was being restored: the target holds an unverified restore; make sure nothing writes the archive and restore again with --overwrite replace", opts.Archive)
+	}
+	if err := syncRoot(root); err != nil {
+		return nil, newError(WriteFailed, err, "cannot flush the restored files in %s to disk", opts.Target)
+	}
+	return stats, nil
+}
+
+func corrupt(archive string, c Compression, err error) *Error {
+	return newError(CorruptArchive, err, "archive %s matches its checksum but is not a valid %s-compressed tar stream, so it was damaged before it was checksummed; restore another backup", archive, c)
+}
+
+// prepareTarget enforces the overwrite mode before anything is extracted.
+func prepareTarget(root *os.Root, target string, mode Overwrite, stats *RestoreStats) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return newError(TargetNotFound, err, "cannot open restore target %s", target)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return newError(TargetNotFound, err, "cannot list restore target %s", target)
+	}
+	var present []string
+	for _, n := range names {
+		if n == lostFound {
+			if fi, err := root.Lstat(n); err == nil && fi.IsDir() {
+				continue
+			}
+		}
+		present = append(present, n)
+	}
+	if len(present) == 0 {
+		return nil
+	}
+	switch mode {
+	case OverwriteMerge:
+		return nil
+	case OverwriteReplace:
+		for _, n := range present {
+			if err := root.RemoveAll(n); err != nil {
+				return newError(WriteFailed, err, "cannot empty restore target %s (removing %s)", target, n)
+			}
+			stats.Removed++
+		}
+		return nil
+	}
+	return newError(TargetNotEmpty, nil, "restore target %s is not empty (%d entries, for example %q): restore into an empty volume, or pass --overwrite merge to write the archive over it keeping other files, or --overwrite replace to delete its contents first", target, len(present), present[0])
+}
+
+// dirMeta is applied once everything is extracted: a read-only directory
+// mode would block its own contents, and writing contents changes its mtime.
+type dirMeta struct {
+	name     string
+	mode     fs.FileMode
+	uid, gid int
+	mtime    time.Time
+}
+
+type extractor struct {
+	root  *os.Root
+	buf   []byte
+	stats *RestoreStats
+	// symlinks holds the symlinks this archive created; an entry below one of
+	// them is the classic way of writing outside the target and is refused.
+	symlinks map[string]struct{}
+	dirs     []dirMeta
+	// zeros is allocated on the first sparse entry.
+	zeros []byte
+}
+
+func newExtractor(root *os.Root, buf []byte, stats *RestoreStats) *extractor {
+	return &extractor{root: root, buf: buf, stats: stats, symlinks: map[string]struct{}{}}
+}
+
+func (x *extractor) run(ctx context.Context, tr *tar.Reader) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return newError(Canceled, err, "restore interrupted; the target is partially restored: run the restore again with --overwrite replace")
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return newError(CorruptArchive, err, "reading the next tar header")
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return err
+		}
+	}
+}
+
+func unsafeEntry(name, why string) *Error {
+	return newError(UnsafeArchive, nil, "archive entry %q %s, which could write outside the restore target; the archive was not produced by this tool or was tampered with, and nothing outside the target was touched", name, why)
+}
+
+// safeName cleans an entry name and refuses names that leave the target
+// lexically. Symlinks are handled separately (underSymlink and os.Root).
+func safeName(name string) (string, *Error) {
+	clean, why := checkName(name)
+	if why != "" {
+		return "", unsafeEntry(name, why)
+	}
+	return clean, nil
+}
+
+// checkName returns the cleaned name, or why it is unsafe.
+func checkName(name string) (clean, why string) {
+	switch {
+	case name == "":
+		return "", "has an empty name"
+	case strings.IndexByte(name, 0) >= 0:
+		return "", "contains a NUL byte"
+	case strings.HasPrefix(name, "/"):
+		return "", "is an absolute path"
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", "contains a \"..\" component"
+		}
+	}
+	return path.Clean(name), ""
+}
+
+// underSymlink returns the symlink created by this archive that name would
+// be resolved through, if any.
+func (x *extractor) underSymlink(name string) (string, bool) {
+	if len(x.symlinks) == 0 {
+		return "", false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' {
+			if _, ok := x.symlinks[name[:i]]; ok {
+				return name[:i], true
+			}
+		}
+	}
+	return "", false
+}
+
+func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
+	name, uerr := safeName(hdr.Name)
+	if uerr != nil {
+		return uerr
+	}
+	if link, ok := x.underSymlink(name); ok {
+		return unsafeEntry(hdr.Name, "is below the symlink "+link+" created earlier in the archive")
+	}
+	if name == "." && hdr.Typeflag != tar.TypeDir {
+		return unsafeEntry(hdr.Name, "would replace the target directory itself")
+	}
+	var err error
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		err = x.dir(name, hdr)
+	case tar.TypeReg, '\x00', tar.TypeGNUSparse, tar.TypeCont:
+		err = x.file(name, hdr, r)
+	case tar.TypeSymlink:
+		err = x.symlink(name, hdr)
+	case tar.TypeLink:
+		err = x.hardlink(name, hdr)
+	default:
+		// Devices, pipes and unknown types: creating devices from an archive
+		// would hand out access to the node's hardware.
+		x.stats.Skipped++
+	}
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return err
+		}
+		if isEscape(err) {
+			return unsafeEntry(hdr.Name, "resolves through a symlink that points outside the target")
+		}
+		return newError(WriteFailed, err, "cannot restore %q", hdr.Name)
+	}
+	return nil
+}
+
+// isEscape recognises os.Root's refusal to leave the root. The refusal is
+// what keeps the target safe; this only picks the reason to report.
+func isEscape(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}
+
+// makeRoom clears name for a new entry: a non-directory is removed, an empty
+// directory too; a non-empty directory is an error.
+func (x *extractor) makeRoom(name string) error {
+	fi, err := x.root.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		if err := x.root.Remove(name); err != nil {
+			return newError(WriteFailed, err, "cannot replace directory %q with a non-directory from the archive; empty it or restore with --overwrite replace", name)
+		}
+	} else if err := x.root.Remove(name); err != nil {
+		return err
+	}
+	delete(x.symlinks, name)
+	return nil
+}
+
+// retry runs op, making room for it or creating missing parents once.
+func (x *extractor) retry(name string, op func() error) error {
+	err := op()
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		if err := x.makeRoom(name); err != nil {
+			return err
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		// Archives made by other tools may omit parent directories.
+		if dir := path.Dir(name); dir != "." {
+			if err := x.root.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+		}
+	default:
+		return err
+	}
+	return op()
+}
+
+func (x *extractor) dir(name string, hdr *tar.Header) error {
+	if name != "." {
+		err := x.root.Mkdir(name, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			fi, lerr := x.root.Lstat(name)
+			if lerr != nil {
+				return lerr
+			}
+			if !fi.IsDir() {
+				err = x.retry(name, func() error { return x.root.Mkdir(name, 0o700) })
+			} else {
+				err = nil
+			}
+		} else if errors.Is(err, fs.ErrNotExist) {
+			err = x.retry(name, func() error { return x.root.Mkdir(name, 0o700) })
+		}
+		if err != nil {
+			return err
+		}
+		delete(x.symlinks, name)
+	}
+	x.stats.Directories++
+	x.dirs = append(x.dirs, dirMeta{name: name, mode: hdr.FileInfo().Mode(), uid: hdr.Uid, gid: hdr.Gid, mtime: hdr.ModTime})
+	return nil
+}
+
+func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
+	var f *os.File
+	err := x.retry(name, func() error {
+		var err error
+		f, err = x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	delete(x.symlinks, name)
+	var zeros []byte
+	if isSparse(hdr) {
+		// Skip the holes of sparse entries instead of writing them, so the
+		// file stays sparse and a small hostile archive cannot fill the
+		// target with zeros.
+		if x.zeros == nil {
+			x.zeros = make([]byte, len(x.buf))
+		}
+		zeros = x.zeros
+	}
+	n, err := copyData(f, r, x.buf, zeros)
+	x.stats.Bytes += n
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if err := x.chown(func() error { return f.Chown(hdr.Uid, hdr.Gid) }); err != nil {
+		f.Close()
+		return err
+	}
+	// chmod after chown: chown clears the setuid and setgid bits.
+	if err := f.Chmod(hdr.FileInfo().Mode()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := futimens(f, hdr.ModTime); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	x.stats.Files++
+	return nil
+}
+
+// isSparse reports whether archive/tar expands the entry from a sparse map
+// (old GNU sparse headers or the GNU sparse PAX records).
+func isSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// copyData copies an entry's content; read errors mean a corrupt stream,
+// write errors a failing target. With zeros (as long as buf), all-zero
+// chunks become holes.
+func copyData(f *os.File, r io.Reader, buf, zeros []byte) (int64, error) {
+	var total int64
+	hole := false
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if zeros != nil && bytes.Equal(buf[:n], zeros[:n]) {
+				if _, err := f.Seek(int64(n), io.SeekCurrent); err != nil {
+					return total, err
+				}
+				hole = true
+			} else {
+				if _, err := f.Write(buf[:n]); err != nil {
+					return total, err
+				}
+				hole = false
+			}
+			total += int64(n)
+		}
+		if rerr == io.EOF {
+			if hole {
+				// A trailing hole only moved the offset: set the size.
+				return total, f.Truncate(total)
+			}
+			return total, nil
+		}
+		if rerr != nil {
+			return total, newError(CorruptArchive, rerr, "reading the content of %q", f.Name())
+		}
+	}
+}
+
+func (x *extractor) symlink(name string, hdr *tar.Header) error {
+	if hdr.Linkname == "" {
+		return newError(CorruptArchive, nil, "symlink %q has an empty target", hdr.Name)
+	}
+	// The link's own target may point anywhere (for example an absolute
+	// path valid on the original host): creating it writes nothing outside,
+	// and entries below it are refused by underSymlink.
+	if err := x.retry(name, func() error { return x.root.Symlink(hdr.Linkname, name) }); err != nil {
+		return err
+	}
+	x.symlinks[name] = struct{}{}
+	if err := x.chown(func() error { return x.root.Lchown(name, hdr.Uid, hdr.Gid) }); err != nil {
+		return err
+	}
+	if err := lutimes(x.root, name, hdr.ModTime); err != nil {
+		return err
+	}
+	x.stats.Symlinks++
+	return nil
+}
+
+func (x *extractor) hardlink(name string, hdr *tar.Header) error {
+	old, why := checkName(hdr.Linkname)
+	if why != "" {
+		return unsafeEntry(hdr.Name, fmt.Sprintf("is a hard link to %q, which %s", hdr.Linkname, why))
+	}
+	if old == "." {
+		return unsafeEntry(hdr.Name, "is a hard link to the target directory")
+	}
+	if link, ok := x.underSymlink(old); ok {
+		return unsafeEntry(hdr.Name, "is a hard link through the symlink "+link)
+	}
+	if old == name {
+		return newError(CorruptArchive, nil, "hard link %q points to itself", hdr.Name)
+	}
+	err := x.retry(name, func() error { return x.root.Link(old, name) })
+	if errors.Is(err, fs.ErrNotExist) {
+		return newError(CorruptArchive, err, "hard link %q points to %q, which the archive did not contain before it", hdr.Name, hdr.Linkname)
+	}
+	if err != nil {
+		return err
+	}
+	delete(x.symlinks, name)
+	if _, ok := x.symlinks[old]; ok {
+		// A hard link to a symlink is a symlink too.
+		x.symlinks[name] = struct{}{}
+	}
+	x.stats.Hardlinks++
+	return nil
+}
+
+// chown runs op and counts a missing privilege instead of failing: a
+// restore by an unprivileged agent still restores the data.
+func (x *extractor) chown(op func() error) error {
+	err := op()
+	if err != nil && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EINVAL)) {
+		x.stats.OwnershipSkipped++
+		return nil
+	}
+	return err
+}
+
+// finish applies directory metadata deepest first, so setting a child's
+// mtime cannot disturb its parent's.
+func (x *extractor) finish() error {
+	for i := len(x.dirs) - 1; i >= 0; i-- {
+		d := x.dirs[i]
+		fi, err := x.root.Lstat(d.name)
+		if err != nil || !fi.IsDir() {
+			continue // replaced by a later entry of the archive
+		}
+		if err := x.chown(func() error { return x.root.Lchown(d.name, d.uid, d.gid) }); err != nil {
+			return newError(WriteFailed, err, "cannot set the owner of %q", d.name)
+		}
+		if err := x.root.Chmod(d.name, d.mode); err != nil {
+			return newError(WriteFailed, err, "cannot set the mode of %q", d.name)
+		}
+		if err := x.root.Chtimes(d.name, time.Time{}, d.mtime); err != nil {
+			return newError(WriteFailed, err, "cannot set the modification time of %q", d.name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"io"
+)
+
+// VerifyStats describes a verified archive.
+type VerifyStats struct {
+	Archive     string      `json:"archive"`
+	SHA256      string      `json:"sha256"`
+	Compression Compression `json:"compression"`
+	// Size is the archive's size in bytes.
+	Size int64 `json:"size"`
+	// Bytes is the total size of the regular files in the archive.
+	Bytes       int64 `json:"bytes"`
+	Files       int64 `json:"files"`
+	Directories int64 `json:"directories"`
+	Symlinks    int64 `json:"symlinks"`
+	Hardlinks   int64 `json:"hardlinks"`
+	// Other counts entries of other types (devices, pipes), which restore skips.
+	Other int64 `json:"other"`
+}
+
+// Verify proves an archive is intact in one read: its sha256 must equal
+// want, and it must decompress and parse as tar to the end.
+func Verify(ctx context.Context, archive, want string) (*VerifyStats, error) {
+	if archive == "" {
+		return nil, newError(InvalidArgument, nil, "--archive is required: pass the archive file to verify")
+	}
+	want, err := normalizeSHA256(want)
+	if err != nil {
+		return nil, err
+	}
+	f, fi, err := openArchive(archive)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	stats := &VerifyStats{Archive: archive, Size: fi.Size()}
+
+	hr := newHashingReader(f)
+	br := bufio.NewReaderSize(hr, copyBufferSize)
+	head, _ := br.Peek(len(zstdMagic))
+	stats.Compression = sniff(head)
+	buf := make([]byte, copyBufferSize)
+	parseErr := readTar(ctx, stats, br, buf)
+	if ReasonOf(parseErr) == Canceled {
+		return nil, parseErr
+	}
+	// Hash whatever the parser did not consume, so a parse error never hides
+	// which of the two failed.
+	if _, err := io.CopyBuffer(io.Discard, br, buf); err != nil {
+		return nil, newError(ReadFailed, err, "cannot read archive %s", archive)
+	}
+	stats.SHA256 = hr.sum()
+	if stats.SHA256 != want {
+		e := mismatch(archive, want, stats.SHA256)
+		e.Err = parseErr
+		return stats, e
+	}
+	if parseErr != nil {
+		return stats, corrupt(archive, stats.Compression, parseErr)
+	}
+	return stats, nil
+}
+
+// readTar decompresses and parses the whole stream, counting entries; the
+// decompressor is read to its end so its own frame checksums are checked.
+func readTar(ctx context.Context, stats *VerifyStats, r io.Reader, buf []byte) error {
+	dec, err := newDecompressor(stats.Compression, r)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	tr := tar.NewReader(dec)
+	for {
+		if err := ctx.Err(); err != nil {
+			return newError(Canceled, err, "verification interrupted; run it again")
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			stats.Directories++
+		case tar.TypeReg, '\x00', tar.TypeGNUSparse, tar.TypeCont:
+			stats.Files++
+		case tar.TypeSymlink:
+			stats.Symlinks++
+		case tar.TypeLink:
+			stats.Hardlinks++
+		default:
+			stats.Other++
+		}
+		for {
+			n, err := tr.Read(buf)
+			stats.Bytes += int64(n)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for {
+		_, err := dec.Read(buf)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned"
 	informers "platform.example.com/backup-operator/pkg/generated/informers/externalversions"
+	"platform.example.com/backup-operator/pkg/metrics"
 )
 
 // Deps are what every controller is built from. The binary builds them once from real clients;
@@ -28,4 +29,9 @@ type Deps struct {
 	Recorder record.EventRecorder
 	// Clock is the time every decision is made against.
 	Clock clock.PassiveClock
+	// AgentImage is the image the backup, restore and cleanup Jobs run the archive agent from:
+	// the controller's own image unless the operator is told otherwise.
+	AgentImage string
+	// Metrics records what the controllers do for Prometheus; nil records nothing.
+	Metrics *metrics.Metrics
 }

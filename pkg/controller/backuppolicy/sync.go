@@ -37,6 +37,7 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 	policy, err := c.policies.BackupPolicies(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
 		logger.V(4).Info("BackupPolicy is gone; its Backups stay")
+		c.deps.Metrics.ForgetPolicy(namespace, name)
 		return 0, nil
 	}
 	if err != nil {
@@ -121,6 +122,7 @@ func (c *Controller) reconcile(ctx context.Context, p *platformv1.BackupPolicy) 
 				errs = append(errs, err)
 			} else {
 				p.Status.LastScheduleTime = &metav1.Time{Time: plan.Due}
+				c.deps.Metrics.RunStarted(now.Sub(plan.Due))
 			}
 		}
 		if len(claims) == 0 {
@@ -184,6 +186,9 @@ func (c *Controller) observe(p *platformv1.BackupPolicy, backups []*platformv1.B
 	}
 	sort.Slice(active, func(i, j int) bool { return active[i].Name < active[j].Name })
 	p.Status.Active = active
+	if p.Status.LastSuccessfulTime != nil {
+		c.deps.Metrics.PolicySucceeded(p.Namespace, p.Name, p.Status.LastSuccessfulTime.Time)
+	}
 }
 
 // isActive: the Backup has not reached a final phase and is not being deleted.
@@ -322,6 +327,7 @@ func (c *Controller) prune(ctx context.Context, p *platformv1.BackupPolicy, back
 			continue
 		}
 		c.deps.Recorder.Eventf(p, corev1.EventTypeNormal, ReasonCleanupTriggered, "Deleted %d old Backup(s) of claim %s (%s): %s", len(doomed), claim, rules, joinNames(doomed))
+		c.deps.Metrics.RetentionDeleted(p.Namespace, p.Name, len(doomed))
 	}
 	return errors.Join(errs...)
 }

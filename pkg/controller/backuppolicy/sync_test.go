@@ -25,6 +25,7 @@ import (
 	"platform.example.com/backup-operator/pkg/controller"
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned/fake"
 	informers "platform.example.com/backup-operator/pkg/generated/informers/externalversions"
+	"platform.example.com/backup-operator/pkg/metrics"
 )
 
 const ns = "db"
@@ -89,6 +90,7 @@ type fixture struct {
 
 	client   *fake.Clientset
 	recorder *record.FakeRecorder
+	metrics  *metrics.Metrics
 	ctrl     *Controller
 }
 
@@ -117,10 +119,11 @@ func (f *fixture) sync() (time.Duration, error) {
 	platformInformers := informers.NewSharedInformerFactory(f.client, 0)
 	kubeInformers := kubeinformers.NewSharedInformerFactory(kubeClient, 0)
 	f.recorder = record.NewFakeRecorder(100)
+	f.metrics = metrics.New()
 	ctrl, err := NewController(controller.Deps{
 		KubeClient: kubeClient, Client: f.client,
 		Informers: platformInformers, OwnedInformers: kubeInformers, ClaimInformers: kubeInformers,
-		Recorder: f.recorder, Clock: clocktesting.NewFakePassiveClock(f.now),
+		Recorder: f.recorder, Clock: clocktesting.NewFakePassiveClock(f.now), Metrics: f.metrics,
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -616,5 +619,27 @@ func TestPolicyOfBackupUsesTheFullPolicyName(t *testing.T) {
 	}
 	if _, ok := policyOfBackup(&platformv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "manual"}}); ok {
 		t.Fatal("a Backup made by hand belongs to no policy")
+	}
+}
+
+func TestSyncRecordsMetrics(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	day := func(d int) time.Time { return topOfTheHour().AddDate(0, 0, -d) }
+	f.backups = []*platformv1.Backup{
+		policyBackup("c1", "data-db-0", platformv1.BackupCompleted, day(3)),
+		policyBackup("c2", "data-db-0", platformv1.BackupCompleted, day(2)),
+		policyBackup("c3", "data-db-0", platformv1.BackupCompleted, day(1)),
+	}
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.metrics.Sample("backup_operator_schedule_skew_seconds"); got != 1 {
+		t.Errorf("schedule skew samples = %v, want 1 for the run made a minute late", got)
+	}
+	if got := f.metrics.Sample("backup_operator_retention_deleted_backups_total"); got != 1 {
+		t.Errorf("retention deletions = %v, want 1 (keepLast=2 of 3)", got)
+	}
+	if got := f.metrics.Sample("backup_operator_last_successful_backup_timestamp_seconds"); got != float64(day(1).Add(time.Minute).Unix()) {
+		t.Errorf("last success = %v, want the newest completion", got)
 	}
 }

@@ -1,0 +1,183 @@
+// Package metrics is what the operator tells Prometheus: when each policy last succeeded, how
+// backups and restores end and how long they take, how large archives are, how late scheduled
+// runs start, what retention deleted; plus client-go's workqueue and API client metrics and the
+// Go and process collectors. Alerts key on these names, so they follow Prometheus conventions
+// and do not change meaning.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "backup_operator"
+
+// Results of a backup or restore, as the result label says them.
+const (
+	ResultCompleted = "completed"
+	ResultFailed    = "failed"
+)
+
+// Metrics holds the operator's metrics and the registry that serves them. A nil *Metrics
+// records nothing, so code under test need not build one.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	lastSuccess      *prometheus.GaugeVec
+	backups          *prometheus.CounterVec
+	restores         *prometheus.CounterVec
+	backupDuration   *prometheus.HistogramVec
+	restoreDuration  *prometheus.HistogramVec
+	archiveSize      *prometheus.HistogramVec
+	scheduleSkew     prometheus.Histogram
+	retentionDeleted *prometheus.CounterVec
+}
+
+// New makes the operator's metrics in a registry of their own, with the Go and process
+// collectors.
+func New() *Metrics {
+	// Durations from seconds to a day; sizes from 1 MiB to 4 TiB.
+	durationBuckets := prometheus.ExponentialBucketsRange(1, 86400, 12)
+	sizeBuckets := prometheus.ExponentialBuckets(1<<20, 4, 12)
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_successful_backup_timestamp_seconds",
+			Help: "Unix time at which the latest Backup of a policy completed. Alert when time() minus this exceeds the policy's interval.",
+		}, []string{"namespace", "policy"}),
+		backups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "backups_total",
+			Help: "Backups that reached a final phase, by result (completed or failed). Backups made by hand have an empty policy.",
+		}, []string{"namespace", "policy", "result"}),
+		restores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "restores_total",
+			Help: "Restores that reached a final phase, by result (completed or failed).",
+		}, []string{"namespace", "result"}),
+		backupDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "backup_duration_seconds",
+			Help:    "Time from a Backup's start to its final phase.",
+			Buckets: durationBuckets,
+		}, []string{"namespace", "policy", "result"}),
+		restoreDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "restore_duration_seconds",
+			Help:    "Time from a Restore's start to its final phase.",
+			Buckets: durationBuckets,
+		}, []string{"namespace", "result"}),
+		archiveSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "backup_archive_size_bytes",
+			Help:    "Size of the archives of Completed Backups.",
+			Buckets: sizeBuckets,
+		}, []string{"namespace", "policy"}),
+		scheduleSkew: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "schedule_skew_seconds",
+			Help:    "Delay from a run's scheduled time to the creation of its Backups.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900},
+		}),
+		retentionDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "retention_deleted_backups_total",
+			Help: "Backups deleted by retention because no rule keeps them.",
+		}, []string{"namespace", "policy"}),
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.lastSuccess, m.backups, m.restores, m.backupDuration, m.restoreDuration,
+		m.archiveSize, m.scheduleSkew, m.retentionDeleted,
+	)
+	return m
+}
+
+// Registry is where the metrics live; client-go's metrics are added to it too.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// BackupFinished records a Backup that reached a final phase.
+func (m *Metrics) BackupFinished(namespace, policy, result string, duration time.Duration, archiveBytes int64) {
+	if m == nil {
+		return
+	}
+	m.backups.WithLabelValues(namespace, policy, result).Inc()
+	m.backupDuration.WithLabelValues(namespace, policy, result).Observe(duration.Seconds())
+	if result == ResultCompleted {
+		m.archiveSize.WithLabelValues(namespace, policy).Observe(float64(archiveBytes))
+	}
+}
+
+// RestoreFinished records a Restore that reached a final phase.
+func (m *Metrics) RestoreFinished(namespace, result string, duration time.Duration) {
+	if m == nil {
+		return
+	}
+	m.restores.WithLabelValues(namespace, result).Inc()
+	m.restoreDuration.WithLabelValues(namespace, result).Observe(duration.Seconds())
+}
+
+// PolicySucceeded records the completion time of a policy's latest Completed Backup.
+func (m *Metrics) PolicySucceeded(namespace, policy string, at time.Time) {
+	if m == nil {
+		return
+	}
+	m.lastSuccess.WithLabelValues(namespace, policy).Set(float64(at.Unix()))
+}
+
+// RunStarted records how late a scheduled run created its Backups.
+func (m *Metrics) RunStarted(skew time.Duration) {
+	if m == nil {
+		return
+	}
+	m.scheduleSkew.Observe(skew.Seconds())
+}
+
+// RetentionDeleted records Backups that retention deleted.
+func (m *Metrics) RetentionDeleted(namespace, policy string, count int) {
+	if m == nil {
+		return
+	}
+	m.retentionDeleted.WithLabelValues(namespace, policy).Add(float64(count))
+}
+
+// ForgetPolicy drops a deleted policy's series, so that its last success does not raise a
+// "no recent backup" alert forever.
+func (m *Metrics) ForgetPolicy(namespace, policy string) {
+	if m == nil {
+		return
+	}
+	labels := prometheus.Labels{"namespace": namespace, "policy": policy}
+	m.lastSuccess.DeletePartialMatch(labels)
+	m.backups.DeletePartialMatch(labels)
+	m.backupDuration.DeletePartialMatch(labels)
+	m.archiveSize.DeletePartialMatch(labels)
+	m.retentionDeleted.DeletePartialMatch(labels)
+}
+
+// Sample is the value of the first series of the named metric: a counter's or gauge's value, or
+// a histogram's sample count; zero when the metric has no series. Tests read metrics with it.
+func (m *Metrics) Sample(name string) float64 {
+	families, err := m.registry.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range families {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		s := mf.GetMetric()[0]
+		switch {
+		case s.GetCounter() != nil:
+			return s.GetCounter().GetValue()
+		case s.GetGauge() != nil:
+			return s.GetGauge().GetValue()
+		case s.GetHistogram() != nil:
+			return float64(s.GetHistogram().GetSampleCount())
+		}
+	}
+	return 0
+}

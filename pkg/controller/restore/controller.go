@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/klog/v2"
 
@@ -20,11 +21,30 @@ import (
 // ControllerName names the controller in logs, events and workqueue metrics.
 const ControllerName = "restore"
 
+// Reasons of the Events a Restore's story is told with.
+const (
+	// EventClaimCreated: the target claim did not exist and was created from the template.
+	EventClaimCreated = "ClaimCreated"
+	// EventJobCreated: the Job that runs the agent was created.
+	EventJobCreated = "JobCreated"
+	// EventRestoreStarted: the agent's pod started verifying the archive.
+	EventRestoreStarted = "RestoreStarted"
+	// EventRestoreCompleted: the archive's content is in the target claim.
+	EventRestoreCompleted = "RestoreCompleted"
+	// EventRestoreFailed: the restore was refused or failed; the message says whether the target
+	// was touched and what to do.
+	EventRestoreFailed = "RestoreFailed"
+	// EventOwnershipNotRestored: some entries kept the agent's ownership instead of the archived
+	// one.
+	EventOwnershipNotRestored = "OwnershipNotRestored"
+)
+
 // Controller syncs Restores with the Jobs that run them.
 type Controller struct {
 	deps     controller.Deps
 	restores listers.RestoreLister
 	backups  listers.BackupLister
+	jobs     batchlisters.JobLister
 	pods     corelisters.PodLister
 	claims   corelisters.PersistentVolumeClaimLister
 	queue    *controller.Queue
@@ -43,6 +63,7 @@ func NewController(deps controller.Deps) (*Controller, error) {
 		deps:     deps,
 		restores: restoreInformer.Lister(),
 		backups:  backupInformer.Lister(),
+		jobs:     jobInformer.Lister(),
 		pods:     podInformer.Lister(),
 		claims:   claimInformer.Lister(),
 	}
@@ -88,6 +109,13 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 	if err != nil {
 		return 0, err
 	}
-	logger.V(4).Info("Observed Restore", "phase", restore.Status.Phase, "backup", restore.Spec.BackupName)
-	return 0, nil
+	if restore.DeletionTimestamp != nil || isFinished(restore.Status.Phase) {
+		// Completed and Failed are final: the status is the record of what happened.
+		return 0, nil
+	}
+	return c.run(ctx, restore)
+}
+
+func isFinished(p platformv1.RestorePhase) bool {
+	return p == platformv1.RestoreCompleted || p == platformv1.RestoreFailed
 }

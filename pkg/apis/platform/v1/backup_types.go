@@ -32,6 +32,12 @@ type Backup struct {
 	Status BackupStatus `json:"status,omitempty"`
 }
 
+// AnnotationBackupUID on a cleanup Job holds the UID of the Backup whose archive it deletes. The
+// Job has no owner, so that garbage collection of the deleted Backup cannot stop it halfway; the
+// annotation is how the controller tells its own cleanup from that of an earlier Backup of the
+// same name.
+const AnnotationBackupUID = "platform.example.com/backup-uid"
+
 // BackupPhase is where a Backup is in its life: Pending, Running, then Completed or Failed,
 // which are final.
 // +kubebuilder:validation:Enum=Pending;Running;Completed;Failed

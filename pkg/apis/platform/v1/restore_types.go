@@ -50,6 +50,11 @@ const (
 	RestoreFailed RestorePhase = "Failed"
 )
 
+// AnnotationCreatedByRestore on a PersistentVolumeClaim holds the UID of the Restore that created
+// it. The claim has no owner, so that restored data outlives the Restore; the annotation lets a
+// restarted controller recognise a claim it made itself.
+const AnnotationCreatedByRestore = "platform.example.com/created-by-restore"
+
 // OverwritePolicy says what a restore does to a target claim that already holds files.
 // +kubebuilder:validation:Enum=Refuse;Merge;Replace
 type OverwritePolicy string

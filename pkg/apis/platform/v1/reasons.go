@@ -1,0 +1,83 @@
+package v1
+
+// FinalizerArchiveCleanup holds a Backup whose deletionPolicy is Delete until a cleanup Job has
+// deleted its archive, checksum and manifest from storage, so deleting the object deletes the data.
+const FinalizerArchiveCleanup = "platform.example.com/archive-cleanup"
+
+// Reasons of the Succeeded condition while a Backup or Restore runs (status Unknown) and when it
+// has succeeded (status True). Tools match on them, so they never change meaning.
+const (
+	// ReasonJobPending: the agent's Job exists and its pod has not started yet.
+	ReasonJobPending = "JobPending"
+	// ReasonRunning: the agent's pod is running.
+	ReasonRunning = "Running"
+	// ReasonCompleted: the run succeeded.
+	ReasonCompleted = "Completed"
+)
+
+// Reasons of the Succeeded condition when a Backup or Restore failed (status False) because of
+// what the controller found before or while it ran the Job.
+const (
+	// ReasonClaimNotFound: the claim to back up, or a restore's target without a create
+	// template, does not exist.
+	ReasonClaimNotFound = "ClaimNotFound"
+	// ReasonClaimNotBound: the claim to back up is not bound to a volume, so there is nothing to
+	// read; mounting it would provision an empty volume instead.
+	ReasonClaimNotBound = "ClaimNotBound"
+	// ReasonStorageNotFound: the claim that holds archives does not exist.
+	ReasonStorageNotFound = "StorageNotFound"
+	// ReasonClaimInUse: another running pod holds the claim in a way the agent cannot share: a
+	// ReadWriteOncePod claim that only one pod may mount, or a restore target mounted read-write.
+	ReasonClaimInUse = "ClaimInUse"
+	// ReasonClaimCreateFailed: the API server refused to create a restore's target claim.
+	ReasonClaimCreateFailed = "ClaimCreateFailed"
+	// ReasonBackupNotFound: a Restore names a Backup that does not exist or is being deleted.
+	ReasonBackupNotFound = "BackupNotFound"
+	// ReasonBackupNotCompleted: a Restore names a Backup that is not Completed or records no
+	// usable archive.
+	ReasonBackupNotCompleted = "BackupNotCompleted"
+	// ReasonJobConflict: a Job with the run's name exists but belongs to another object.
+	ReasonJobConflict = "JobConflict"
+	// ReasonJobLost: the run's Job was deleted before it finished.
+	ReasonJobLost = "JobLost"
+	// ReasonDeadlineExceeded: the run took longer than activeDeadlineSeconds and was stopped.
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+	// ReasonJobFailed: the Job failed without a result from the agent, for example because its
+	// pods could not start, were killed for memory, or the retries ran out.
+	ReasonJobFailed = "JobFailed"
+	// ReasonResultMissing: the Job ended but no pod left a readable result.
+	ReasonResultMissing = "ResultMissing"
+)
+
+// Reasons of the Succeeded condition when the archive agent reported a failure. Each is the
+// agent's own reason, so the condition says exactly what the agent found.
+const (
+	// ReasonInvalidArgument: the agent rejected its command line.
+	ReasonInvalidArgument = "InvalidArgument"
+	// ReasonSourceNotFound: the claim's mount was not a readable directory.
+	ReasonSourceNotFound = "SourceNotFound"
+	// ReasonReadFailed: reading the source or the archive failed.
+	ReasonReadFailed = "ReadFailed"
+	// ReasonWriteFailed: writing the archive or the target failed, such as on a full volume.
+	ReasonWriteFailed = "WriteFailed"
+	// ReasonOutputExists: an archive with the Backup's name is already on storage.
+	ReasonOutputExists = "OutputExists"
+	// ReasonArchiveNotFound: the Backup's archive is not on storage.
+	ReasonArchiveNotFound = "ArchiveNotFound"
+	// ReasonChecksumMismatch: the archive's sha256 differs from the one the Backup recorded;
+	// nothing was written.
+	ReasonChecksumMismatch = "ChecksumMismatch"
+	// ReasonCorruptArchive: the archive does not decompress or parse.
+	ReasonCorruptArchive = "CorruptArchive"
+	// ReasonUnsafeArchive: the archive holds entries that would land outside the target.
+	ReasonUnsafeArchive = "UnsafeArchive"
+	// ReasonTargetNotFound: the target claim's mount was not a directory.
+	ReasonTargetNotFound = "TargetNotFound"
+	// ReasonTargetNotEmpty: the target holds files and overwritePolicy is Refuse; nothing was
+	// written.
+	ReasonTargetNotEmpty = "TargetNotEmpty"
+	// ReasonCanceled: the agent was stopped before it finished.
+	ReasonCanceled = "Canceled"
+	// ReasonAgentFailed: the agent failed for a reason this controller does not know.
+	ReasonAgentFailed = "AgentFailed"
+)

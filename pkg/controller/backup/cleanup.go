@@ -1,0 +1,232 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"platform.example.com/backup-operator/pkg/agent"
+	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+	"platform.example.com/backup-operator/pkg/controller/agentjob"
+	"platform.example.com/backup-operator/pkg/names"
+)
+
+// Bounds of a cleanup Job. Deleting three files takes seconds; the deadline covers a pod that
+// waits for its volume, and past it the finalizer is released so a Backup never hangs in deletion.
+const (
+	// CleanupActiveDeadlineSeconds bounds one cleanup Job, retries included.
+	CleanupActiveDeadlineSeconds int64 = 600
+	// CleanupTTLSecondsAfterFinished lets Kubernetes delete a finished cleanup Job that the
+	// controller did not delete itself, for example because the Backup was gone by then.
+	CleanupTTLSecondsAfterFinished int32 = 86400
+)
+
+// CleanupJobName is the name of the Job that deletes backup's archive.
+func CleanupJobName(backup *platformv1.Backup) string { return names.Join("cleanup", backup.Name) }
+
+// finalize runs the archive-cleanup finalizer of a Backup being deleted: it stops the backup Job
+// if it still runs, deletes the archive with a cleanup Job, and releases the finalizer when the
+// archive is gone, kept by policy, or cannot be deleted.
+func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.Duration, error) {
+	if !slices.Contains(b.Finalizers, platformv1.FinalizerArchiveCleanup) {
+		return 0, nil
+	}
+	storageClaim, _ := agentjob.StorageClaim(b.Spec.Storage)
+	archivePath := ""
+	if b.Status.Artifact != nil {
+		archivePath = b.Status.Artifact.Path
+	} else if p, err := ArchivePath(b); err == nil {
+		archivePath = p
+	}
+	if b.Spec.DeletionPolicy == platformv1.DeletionPolicyRetain {
+		return 0, c.release(ctx, b, corev1.EventTypeNormal, EventArchiveRetained,
+			fmt.Sprintf("Kept archive %s on claim %s: deletionPolicy is Retain.", archivePath, storageClaim))
+	}
+
+	job, err := c.jobs.Jobs(b.Namespace).Get(JobName(b))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return 0, err
+	}
+	ours := err == nil && agentjob.IsControlledBy(job, string(b.UID))
+	if ours && !agentjob.Observe(job, nil).State.Finished() {
+		// A backup still writing could finish its archive after the cleanup looked: stop it
+		// first, and clean up once it and its pods are gone.
+		if job.DeletionTimestamp == nil {
+			if err := c.deleteJob(ctx, job, metav1.DeletePropagationForeground); err != nil {
+				return 0, err
+			}
+			c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventStoppingJob, "Stopping Job %s before deleting the archive it writes", job.Name)
+		}
+		return 0, nil
+	}
+	if readers, err := c.activeRestores(b); err != nil || len(readers) > 0 {
+		// Deleting the archive under a restore would fail it halfway through the target.
+		if err == nil {
+			klog.FromContext(ctx).V(2).Info("Waiting for Restores that read the archive", "restores", readers)
+		}
+		return 0, err
+	}
+	if b.Status.JobName == "" && b.Status.Artifact == nil && !ours {
+		// No Job ever ran for this Backup: nothing was written.
+		return 0, c.release(ctx, b, "", "", "")
+	}
+	if archivePath == "" {
+		return 0, c.release(ctx, b, corev1.EventTypeWarning, EventCleanupFailed,
+			"Cannot tell where the archive is (unknown compression); nothing was deleted from claim "+storageClaim+": look for it by hand.")
+	}
+
+	cleanup, err := c.jobs.Jobs(b.Namespace).Get(CleanupJobName(b))
+	if apierrors.IsNotFound(err) {
+		cleanup = nil
+	} else if err != nil {
+		return 0, err
+	}
+	if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(storageClaim); apierrors.IsNotFound(err) {
+		if cleanup != nil && cleanup.Annotations[platformv1.AnnotationBackupUID] == string(b.UID) {
+			if err := c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground); err != nil {
+				return 0, err
+			}
+		}
+		return 0, c.release(ctx, b, corev1.EventTypeWarning, EventStorageGone,
+			fmt.Sprintf("Storage claim %s no longer exists, so archive %s could not be deleted: if the claim comes back, delete the archive and its .sha256 and .manifest.json files by hand.", storageClaim, archivePath))
+	} else if err != nil {
+		return 0, err
+	}
+
+	if cleanup == nil {
+		return 0, c.createCleanupJob(ctx, b, storageClaim, archivePath)
+	}
+	if cleanup.Annotations[platformv1.AnnotationBackupUID] != string(b.UID) {
+		// The cleanup of an earlier Backup of the same name: let it finish, then remove it.
+		if agentjob.Observe(cleanup, nil).State.Finished() && cleanup.DeletionTimestamp == nil {
+			return 0, c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground)
+		}
+		return 0, nil
+	}
+
+	obs, err := agentjob.Follow(c.pods, cleanup, platformv1.LabelBackup, b.Name)
+	if err != nil {
+		return 0, err
+	}
+	if !obs.State.Finished() {
+		return 0, nil
+	}
+	var result *agent.DeleteResult
+	if obs.Result != "" {
+		result, _ = agentjob.DecodeDelete(obs.Result)
+	}
+	// The Job is ours to remove: nothing owns it.
+	if err := c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground); err != nil {
+		return 0, err
+	}
+	if obs.State == agentjob.StateSucceeded {
+		msg := fmt.Sprintf("Deleted archive %s and its checksum and manifest from claim %s.", archivePath, storageClaim)
+		if result != nil && result.AlreadyDeleted {
+			msg = fmt.Sprintf("Archive %s was not on claim %s; removed any leftovers of an unfinished write.", archivePath, storageClaim)
+		}
+		return 0, c.release(ctx, b, corev1.EventTypeNormal, EventArchiveDeleted, msg)
+	}
+	why := fmt.Sprintf("Job %s failed", cleanup.Name)
+	switch {
+	case result != nil && !result.Succeeded():
+		why = fmt.Sprintf("the agent failed (%s): %s", result.Reason, result.Error)
+	case obs.JobMessage != "":
+		why = fmt.Sprintf("Job %s failed (%s): %s", cleanup.Name, obs.JobReason, obs.JobMessage)
+	}
+	return 0, c.release(ctx, b, corev1.EventTypeWarning, EventCleanupFailed,
+		fmt.Sprintf("Could not delete archive %s from claim %s: %s. The archive is left on storage: delete it and its .sha256 and .manifest.json files by hand.", archivePath, storageClaim, why))
+}
+
+// activeRestores names the Restores of b that have not finished: they may be reading its archive.
+func (c *Controller) activeRestores(b *platformv1.Backup) ([]string, error) {
+	restores, err := c.restores.Restores(b.Namespace).List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	var active []string
+	for _, r := range restores {
+		if r.Spec.BackupName == b.Name && r.Status.Phase != platformv1.RestoreCompleted && r.Status.Phase != platformv1.RestoreFailed {
+			active = append(active, r.Name)
+		}
+	}
+	slices.Sort(active)
+	return active, nil
+}
+
+// createCleanupJob starts the Job that deletes the archive. It has no owner: a Backup deleted
+// with foreground propagation has its dependents deleted, which would kill the cleanup halfway
+// and start it again forever.
+func (c *Controller) createCleanupJob(ctx context.Context, b *platformv1.Backup, storageClaim, archivePath string) error {
+	_, backoff, _ := agentjob.Settings(b.Spec.JobSettings)
+	job := agentjob.New(agentjob.Spec{
+		Namespace: b.Namespace,
+		Name:      CleanupJobName(b),
+		Labels: map[string]string{
+			platformv1.LabelBackup:  b.Name,
+			platformv1.LabelPVC:     b.Spec.PVCName,
+			agentjob.LabelComponent: agentjob.ComponentCleanup,
+		},
+		Image: c.deps.AgentImage,
+		Args:  []string{agent.OpDelete, "--archive", path.Join(agentjob.StorageMountPath, path.Base(archivePath))},
+		Mounts: []agentjob.Mount{
+			{Name: "storage", ClaimName: storageClaim, SubPath: path.Dir(archivePath), MountPath: agentjob.StorageMountPath},
+		},
+		Settings: platformv1.JobSettings{
+			ActiveDeadlineSeconds: ptr.To(CleanupActiveDeadlineSeconds),
+			BackoffLimit:          ptr.To(backoff),
+			Resources:             b.Spec.Resources,
+		},
+		TTLSecondsAfterFinished: ptr.To(CleanupTTLSecondsAfterFinished),
+	})
+	job.Annotations = map[string]string{platformv1.AnnotationBackupUID: string(b.UID)}
+	created, err := c.deps.KubeClient.BatchV1().Jobs(b.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// An earlier sync made it; its news will bring the Backup back here.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("creating cleanup Job %s/%s: %w", b.Namespace, job.Name, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Created cleanup Job", "job", klog.KObj(created), "archive", archivePath)
+	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventCleanupJobCreated, "Created Job %s to delete archive %s from claim %s", created.Name, archivePath, storageClaim)
+	return nil
+}
+
+// deleteJob deletes job, only if it is still the Job that was read.
+func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job, propagation metav1.DeletionPropagation) error {
+	err := c.deps.KubeClient.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: &propagation,
+		Preconditions:     &metav1.Preconditions{UID: &job.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return nil
+}
+
+// release removes the archive-cleanup finalizer, letting the Backup go, and tells why in an Event
+// when reason is set.
+func (c *Controller) release(ctx context.Context, backup *platformv1.Backup, eventType, reason, message string) error {
+	b := backup.DeepCopy()
+	b.Finalizers = slices.DeleteFunc(b.Finalizers, func(f string) bool { return f == platformv1.FinalizerArchiveCleanup })
+	if _, err := c.deps.Client.PlatformV1().Backups(b.Namespace).Update(ctx, b, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("removing the %s finalizer from Backup %s/%s: %w", platformv1.FinalizerArchiveCleanup, b.Namespace, b.Name, err)
+	}
+	if reason != "" {
+		c.deps.Recorder.Event(b, eventType, reason, message)
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	"platform.example.com/backup-operator/pkg/agent"
+	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+	"platform.example.com/backup-operator/pkg/controller/agentjob"
+	"platform.example.com/backup-operator/pkg/metrics"
+	"platform.example.com/backup-operator/pkg/names"
+)
+
+// ResultGracePeriod is how long after its Job ended a Backup waits for the pod's termination
+// message to reach the cache before it decides the result is missing: the same for every run.
+const ResultGracePeriod = agentjob.ResultGracePeriod
+
+// JobName is the name of the Job that archives backup: a function of the Backup alone, so a
+// second attempt to create it finds the first.
+func JobName(backup *platformv1.Backup) string { return names.Join("backup", backup.Name) }
+
+// ArchivePath is where backup's archive is written, relative to the storage volume's root:
+// "<subPath>/<namespace>/<pvc>/<backup>.tar.<ext>". One directory per claim keeps a volume's
+// history together and lets people find it without the cluster.
+func ArchivePath(backup *platformv1.Backup) (string, error) {
+	ext, err := agentjob.ArchiveExtension(compression(backup))
+	if err != nil {
+		return "", err
+	}
+	_, subPath := agentjob.StorageClaim(backup.Spec.Storage)
+	return path.Join(subPath, backup.Namespace, backup.Spec.PVCName, backup.Name+ext), nil
+}
+
+func compression(backup *platformv1.Backup) platformv1.Compression {
+	if backup.Spec.Compression == "" {
+		return platformv1.DefaultCompression
+	}
+	return backup.Spec.Compression
+}
+
+// run advances a Backup that is not finished: it creates the Job, then follows it, and writes
+// the status once at the end if it changed.
+func (c *Controller) run(ctx context.Context, backup *platformv1.Backup) (time.Duration, error) {
+	b := backup.DeepCopy()
+	if b.Spec.DeletionPolicy != platformv1.DeletionPolicyRetain && !slices.Contains(b.Finalizers, platformv1.FinalizerArchiveCleanup) {
+		// Before any Job exists: an archive must never be written that deleting the Backup
+		// would leave behind.
+		b.Finalizers = append(b.Finalizers, platformv1.FinalizerArchiveCleanup)
+		updated, err := c.deps.Client.PlatformV1().Backups(b.Namespace).Update(ctx, b, metav1.UpdateOptions{})
+		if err != nil {
+			return 0, fmt.Errorf("adding the %s finalizer to Backup %s/%s: %w", platformv1.FinalizerArchiveCleanup, b.Namespace, b.Name, err)
+		}
+		b = updated.DeepCopy()
+	}
+
+	var events []agentjob.Event
+	requeue, err := c.advance(ctx, b, &events)
+	if err != nil {
+		return 0, err
+	}
+	b.Status.ObservedGeneration = b.Generation
+	changed := !equality.Semantic.DeepEqual(backup.Status, b.Status)
+	if err := agentjob.Commit(ctx, c.deps.Recorder, b, changed, c.deps.Client.PlatformV1().Backups(b.Namespace).UpdateStatus, events); err != nil {
+		return 0, fmt.Errorf("updating the status of Backup %s/%s: %w", b.Namespace, b.Name, err)
+	}
+	// Counted once the final phase is written: run only sees unfinished Backups, so this is the
+	// transition, and a failed write that is retried is not counted twice.
+	switch b.Status.Phase {
+	case platformv1.BackupCompleted:
+		c.deps.Metrics.BackupFinished(b.Namespace, b.Spec.PolicyName, metrics.ResultCompleted, agentjob.Elapsed(b.Status.Duration), b.Status.Artifact.Size)
+	case platformv1.BackupFailed:
+		c.deps.Metrics.BackupFinished(b.Namespace, b.Spec.PolicyName, metrics.ResultFailed, agentjob.Elapsed(b.Status.Duration), 0)
+	}
+	return requeue, nil
+}
+
+// advance moves b's status one step on from what the Job and its pods show.
+func (c *Controller) advance(ctx context.Context, b *platformv1.Backup, events *[]agentjob.Event) (time.Duration, error) {
+	name := JobName(b)
+	job, lost, err := agentjob.Get(ctx, c.jobs, c.deps.KubeClient, b.Namespace, name, b.Status.JobName != "")
+	if err != nil {
+		return 0, err
+	}
+	if lost {
+		c.fail(b, platformv1.ReasonJobLost, fmt.Sprintf("Job %s was deleted before it finished. No archive was made under the final name (an unfinished archive is never visible); "+
+			"create a new Backup. Deleting this Backup removes any leftovers from storage.", name), events)
+		return 0, nil
+	}
+	if job == nil {
+		job, err = c.createJob(ctx, b, events)
+		if job == nil || err != nil {
+			return 0, err
+		}
+	}
+	if !agentjob.IsControlledBy(job, string(b.UID)) {
+		c.fail(b, platformv1.ReasonJobConflict, agentjob.ConflictMessage(job, "Backup", b.Name), events)
+		return 0, nil
+	}
+	return c.follow(b, job, events)
+}
+
+// createJob checks that the Backup can run and creates its Job. It returns a nil Job when the
+// Backup failed a check, with the failure in b's status.
+func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events *[]agentjob.Event) (*batchv1.Job, error) {
+	claim, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(b.Spec.PVCName)
+	if apierrors.IsNotFound(err) {
+		c.fail(b, platformv1.ReasonClaimNotFound, fmt.Sprintf("PersistentVolumeClaim %s does not exist in namespace %s: create a Backup of an existing claim.", b.Spec.PVCName, b.Namespace), events)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if claim.Status.Phase != corev1.ClaimBound {
+		c.fail(b, platformv1.ReasonClaimNotBound, fmt.Sprintf("PersistentVolumeClaim %s is %s, not Bound: it has no data to back up yet. Create a new Backup once the claim is bound.", claim.Name, phaseOf(claim)), events)
+		return nil, nil
+	}
+	storageClaim, _ := agentjob.StorageClaim(b.Spec.Storage)
+	if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(storageClaim); apierrors.IsNotFound(err) {
+		c.fail(b, platformv1.ReasonStorageNotFound, fmt.Sprintf("Storage PersistentVolumeClaim %s does not exist in namespace %s: create it (ReadWriteMany, or on the node of the claims it stores), then create a new Backup.", storageClaim, b.Namespace), events)
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	archivePath, err := ArchivePath(b)
+	if err != nil {
+		c.fail(b, platformv1.ReasonInvalidArgument, err.Error(), events)
+		return nil, nil
+	}
+
+	users, err := agentjob.ClaimUsers(ctx, c.deps.KubeClient, b.Namespace, claim.Name)
+	if err != nil {
+		return nil, err
+	}
+	node := ""
+	if len(users) > 0 {
+		if agentjob.SinglePod(claim) {
+			c.fail(b, platformv1.ReasonClaimInUse, fmt.Sprintf("PersistentVolumeClaim %s is ReadWriteOncePod and pod %s is using it, so no other pod can read it: stop that pod (scale its workload to zero), then create a new Backup.", claim.Name, users[0].Pod), events)
+			return nil, nil
+		}
+		if agentjob.SingleNode(claim) {
+			// A volume attached to one node can only be read there.
+			node = users[0].NodeName
+		}
+	}
+
+	owner := metav1.NewControllerRef(b, platformv1.SchemeGroupVersion.WithKind("Backup"))
+	job := agentjob.New(agentjob.Spec{
+		Namespace: b.Namespace,
+		Name:      JobName(b),
+		Owner:     owner,
+		Labels: map[string]string{
+			platformv1.LabelBackup:  b.Name,
+			platformv1.LabelPVC:     b.Spec.PVCName,
+			agentjob.LabelComponent: agentjob.ComponentBackup,
+		},
+		Image: c.deps.AgentImage,
+		Args: []string{agent.OpBackup,
+			"--source", agentjob.SourceMountPath,
+			"--output", path.Join(agentjob.StorageMountPath, path.Base(archivePath)),
+			"--compression", string(compression(b)),
+		},
+		Mounts: []agentjob.Mount{
+			{Name: "source", ClaimName: claim.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true},
+			{Name: "storage", ClaimName: storageClaim, SubPath: path.Dir(archivePath), MountPath: agentjob.StorageMountPath},
+		},
+		Capabilities: agentjob.ReadCapabilities,
+		NodeName:     node,
+		Settings:     b.Spec.JobSettings,
+	})
+
+	created, isNew, err := agentjob.Create(ctx, c.deps.KubeClient, job)
+	if err != nil || !isNew {
+		return created, err
+	}
+	klog.FromContext(ctx).V(2).Info("Created backup Job", "job", klog.KObj(created), "node", node)
+	where := ""
+	if node != "" {
+		where = fmt.Sprintf(" on node %s, where the claim is attached", node)
+	}
+	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventJobCreated, "Created Job %s to archive PersistentVolumeClaim %s to %s on claim %s%s", created.Name, claim.Name, archivePath, storageClaim, where)
+	b.Status.NodeName = node
+	return created, nil
+}
+
+// follow sets b's status from its Job and the Job's pods.
+func (c *Controller) follow(b *platformv1.Backup, job *batchv1.Job, events *[]agentjob.Event) (time.Duration, error) {
+	now := c.deps.Clock.Now()
+	obs, err := agentjob.Follow(c.pods, job, platformv1.LabelBackup, b.Name)
+	if err != nil {
+		return 0, err
+	}
+	b.Status.JobName = job.Name
+	if obs.NodeName != "" {
+		b.Status.NodeName = obs.NodeName
+	}
+	if b.Status.StartTime == nil && obs.StartTime != nil {
+		b.Status.StartTime = obs.StartTime.DeepCopy()
+	}
+
+	switch obs.State {
+	case agentjob.StatePending:
+		b.Status.Phase = platformv1.BackupPending
+		agentjob.SetPending(&b.Status.Conditions, job, b.Generation, now)
+		return 0, nil
+	case agentjob.StateRunning:
+		if b.Status.Phase != platformv1.BackupRunning {
+			*events = append(*events, started(b, obs))
+		}
+		b.Status.Phase = platformv1.BackupRunning
+		agentjob.SetSucceeded(&b.Status.Conditions, metav1.ConditionUnknown, platformv1.ReasonRunning,
+			fmt.Sprintf("The agent is archiving PersistentVolumeClaim %s.", b.Spec.PVCName), b.Generation, now)
+		return 0, nil
+	}
+
+	end := agentjob.Conclude(job, obs, b.Status.StartTime, now, agentjob.BackupDecoder)
+	if end.Wait > 0 {
+		return end.Wait, nil
+	}
+	if b.Status.Phase != platformv1.BackupRunning && obs.StartTime != nil {
+		// The pod started and ended between two syncs: the story still has its start.
+		*events = append(*events, started(b, obs))
+	}
+	b.Status.StartTime, b.Status.CompletionTime, b.Status.Duration = end.StartTime, end.CompletionTime, end.Duration
+	switch end.Outcome {
+	case agentjob.OutcomeSucceeded:
+		c.complete(b, end.Result, events)
+	case agentjob.OutcomeResultMissing:
+		c.fail(b, platformv1.ReasonResultMissing, end.MissingResult(job)+": the archive cannot be trusted without its checksum. Create a new Backup; deleting this one removes what the Job wrote.", events)
+	default:
+		c.fail(b, end.Reason, failureMessage(job, obs, end.Status, end.DecodeErr), events)
+	}
+	return 0, nil
+}
+
+// started tells that the agent's pod started reading the claim.
+func started(b *platformv1.Backup, obs agentjob.Observation) agentjob.Event {
+	return agentjob.Event{Type: corev1.EventTypeNormal, Reason: EventBackupStarted,
+		Message: fmt.Sprintf("Started reading PersistentVolumeClaim %s on node %s", b.Spec.PVCName, obs.NodeName)}
+}
+
+// complete records the archive the agent wrote.
+func (c *Controller) complete(b *platformv1.Backup, r *agent.BackupResult, events *[]agentjob.Event) {
+	archivePath, _ := ArchivePath(b)
+	b.Status.Phase = platformv1.BackupCompleted
+	b.Status.Artifact = &platformv1.Artifact{
+		Path:         archivePath,
+		Size:         r.Size,
+		DisplaySize:  agentjob.HumanBytes(r.Size),
+		SHA256:       r.SHA256,
+		Compression:  platformv1.Compression(r.Compression),
+		SourceBytes:  r.SourceBytes,
+		Files:        r.Files + r.Directories + r.Symlinks + r.Hardlinks,
+		ChangedFiles: r.ChangedFiles,
+		SkippedFiles: r.Skipped + r.Vanished,
+	}
+	agentjob.SetSucceeded(&b.Status.Conditions, metav1.ConditionTrue, platformv1.ReasonCompleted,
+		fmt.Sprintf("Archived %s of PersistentVolumeClaim %s to %s.", agentjob.HumanBytes(r.SourceBytes), b.Spec.PVCName, archivePath), b.Generation, c.deps.Clock.Now())
+	*events = append(*events, agentjob.Event{Type: corev1.EventTypeNormal, Reason: EventBackupCompleted,
+		Message: fmt.Sprintf("Backup completed in %s: %s, sha256 %s", b.Status.Duration.Duration, b.Status.Artifact.DisplaySize, agentjob.ShortSHA256(r.SHA256))})
+	if r.ChangedFiles > 0 {
+		*events = append(*events, agentjob.Event{Type: corev1.EventTypeWarning, Reason: EventFilesChanged,
+			Message: fmt.Sprintf("%d files changed while they were read, so their archived copies may be inconsistent: for a consistent backup, stop writes to the claim (or scale its workload down) while it is backed up.", r.ChangedFiles)})
+	}
+}
+
+// fail ends b as Failed with reason and a message that says what happened and what to do.
+func (c *Controller) fail(b *platformv1.Backup, reason, message string, events *[]agentjob.Event) {
+	now := c.deps.Clock.Now()
+	b.Status.Phase = platformv1.BackupFailed
+	b.Status.CompletionTime, b.Status.Duration = agentjob.EndAt(b.Status.StartTime, b.Status.CompletionTime, b.Status.Duration, now)
+	agentjob.SetSucceeded(&b.Status.Conditions, metav1.ConditionFalse, reason, message, b.Generation, now)
+	*events = append(*events, agentjob.Event{Type: corev1.EventTypeWarning, Reason: EventBackupFailed, Message: fmt.Sprintf("Backup failed (%s): %s", reason, message)})
+}
+
+// failureMessage says why a Job failed: the agent's own error when it left one, else the Job's.
+func failureMessage(job *batchv1.Job, obs agentjob.Observation, st *agent.Status, decodeErr error) string {
+	switch {
+	case obs.JobReason == batchv1.JobReasonDeadlineExceeded:
+		return fmt.Sprintf("Job %s ran longer than its activeDeadlineSeconds and was stopped: raise spec.activeDeadlineSeconds or the pod's resources in a new Backup.", job.Name)
+	case st != nil && !st.Succeeded():
+		return fmt.Sprintf("the agent in pod %s failed: %s", obs.ResultPod, st.Error)
+	case decodeErr != nil:
+		return fmt.Sprintf("Job %s failed and its result is unreadable (%v): see the logs of its pods.", job.Name, decodeErr)
+	case obs.JobMessage != "":
+		return fmt.Sprintf("Job %s failed (%s: %s) without a result from the agent: see its pods' events and logs.", job.Name, obs.JobReason, obs.JobMessage)
+	}
+	return fmt.Sprintf("Job %s failed without a result from the agent: see its pods' events and logs.", job.Name)
+}
+
+func phaseOf(claim *corev1.PersistentVolumeClaim) string {
+	if claim.Status.Phase == "" {
+		return string(corev1.ClaimPending)
+	}
+	return string(claim.Status.Phase)
+}

@@ -1,0 +1,276 @@
+// Command schedule measures how late the BackupPolicy controller starts runs when many policies
+// are due at once. Against a real API server it creates N policies, each selecting its own PVC,
+// all due in the same minute; runs the policy controller in this process; and reports the skew
+// between each run's scheduled time and the moment its Backup appears in a watch (p50, p99, max),
+// and the API requests the controller made per run.
+//
+//	go run ./bench/schedule --kubeconfig "$(make -s kubeconfig)" --policies 1000
+//
+// Only the policy controller runs, so no backup Jobs start; stop a deployed operator first, or
+// it will act on the same policies.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+	"platform.example.com/backup-operator/pkg/controller/backuppolicy"
+	"platform.example.com/backup-operator/pkg/generated/clientset/versioned"
+	informers "platform.example.com/backup-operator/pkg/generated/informers/externalversions"
+	"platform.example.com/backup-operator/pkg/operator"
+)
+
+type options struct {
+	kubeconfig string
+	namespace  string
+	policies   int
+	workers    int
+	qps        float64
+	burst      int
+	lead       time.Duration
+	keep       bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to measure against")
+	flag.StringVar(&o.namespace, "namespace", "bench-schedule", "namespace to create the policies in; it is deleted first and at the end")
+	flag.IntVar(&o.policies, "policies", 1000, "policies due in the same minute")
+	flag.IntVar(&o.workers, "workers", 2, "the policy controller's workers (the controller's --workers)")
+	flag.Float64Var(&o.qps, "kube-api-qps", 50, "the controller's client-side request rate limit (the controller's --kube-api-qps)")
+	flag.IntVar(&o.burst, "kube-api-burst", 100, "the controller's client-side burst (the controller's --kube-api-burst)")
+	flag.DurationVar(&o.lead, "lead", 60*time.Second, "least time between the start and the scheduled minute, to create the objects")
+	flag.BoolVar(&o.keep, "keep", false, "keep the namespace afterwards")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintf(os.Stderr, "schedule benchmark: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// countingTransport counts the requests a client sends.
+type countingTransport struct {
+	next  http.RoundTripper
+	count *atomic.Int64
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.count.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+func run(o options) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading --kubeconfig: %w", err)
+	}
+	// The harness's own client, free of the controller's limits, and not counted.
+	harness := rest.CopyConfig(base)
+	harness.QPS, harness.Burst = 500, 1000
+	kube := kubernetes.NewForConfigOrDie(harness)
+	platform := versioned.NewForConfigOrDie(harness)
+
+	if err := refuseRunningOperator(ctx, kube); err != nil {
+		return err
+	}
+	if err := resetNamespace(ctx, kube, o.namespace); err != nil {
+		return err
+	}
+	if !o.keep {
+		defer func() {
+			_ = kube.CoreV1().Namespaces().Delete(context.Background(), o.namespace, metav1.DeleteOptions{})
+		}()
+	}
+
+	// Every policy is due at the first whole minute at least --lead from now.
+	due := time.Now().Add(o.lead).Truncate(time.Minute).Add(time.Minute).UTC()
+	fmt.Printf("creating %d PVCs and %d policies due at %s\n", o.policies, o.policies, due.Format(time.RFC3339))
+	if err := createObjects(ctx, kube, platform, o, due); err != nil {
+		return err
+	}
+
+	// The controller, with its own counted clients.
+	var requests atomic.Int64
+	ctrlConfig := rest.CopyConfig(base)
+	ctrlConfig.QPS, ctrlConfig.Burst = float32(o.qps), o.burst
+	ctrlConfig.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, count: &requests} })
+	ctrlKube := kubernetes.NewForConfigOrDie(ctrlConfig)
+	ctrlPlatform := versioned.NewForConfigOrDie(ctrlConfig)
+	go func() {
+		cfg := operator.Config{Namespace: o.namespace, Workers: o.workers, CacheSyncTimeout: time.Minute, Controllers: []string{backuppolicy.ControllerName}}
+		if err := operator.Run(ctx, cfg, ctrlKube, ctrlPlatform); err != nil {
+			fmt.Fprintf(os.Stderr, "schedule benchmark: the policy controller stopped: %v\n", err)
+			os.Exit(1)
+		}
+	}()
+
+	// Time each Backup's arrival through an informer of the harness, which survives a watch
+	// that the API server closes.
+	arrivals := make(chan time.Duration, o.policies)
+	bad := make(chan error, 1)
+	watcher := informers.NewSharedInformerFactoryWithOptions(platform, 0, informers.WithNamespace(o.namespace))
+	if _, err := watcher.Platform().V1().Backups().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj interface{}) {
+			b := obj.(*platformv1.Backup)
+			scheduled, err := time.Parse(time.RFC3339, b.Annotations[platformv1.AnnotationScheduledTime])
+			if err != nil || !scheduled.Equal(due) {
+				select {
+				case bad <- fmt.Errorf("Backup %s carries scheduled time %q, want %s", b.Name, b.Annotations[platformv1.AnnotationScheduledTime], due.Format(time.RFC3339)):
+				default:
+				}
+				return
+			}
+			arrivals <- time.Since(scheduled)
+		},
+	}); err != nil {
+		return err
+	}
+	watcher.Start(ctx.Done())
+	watcher.WaitForCacheSync(ctx.Done())
+	time.Sleep(time.Until(due.Add(-2 * time.Second)))
+	before := requests.Load()
+	skews := make([]time.Duration, 0, o.policies)
+	timeout := time.After(time.Until(due) + 5*time.Minute)
+	for len(skews) < o.policies {
+		select {
+		case d := <-arrivals:
+			skews = append(skews, d)
+		case err := <-bad:
+			return err
+		case <-timeout:
+			return fmt.Errorf("only %d of %d Backups appeared within 5 minutes of the scheduled time", len(skews), o.policies)
+		}
+	}
+	allCreated := time.Since(due)
+	// The run is over when every policy has recorded it.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := platform.PlatformV1().BackupPolicies(o.namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range list.Items {
+			if p.Status.LastScheduleTime == nil || !p.Status.LastScheduleTime.Time.Equal(due) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("not every policy recorded its run: %w", err)
+	}
+	perRun := float64(requests.Load()-before) / float64(o.policies)
+
+	sort.Slice(skews, func(i, j int) bool { return skews[i] < skews[j] })
+	pct := func(p float64) time.Duration { return skews[int(p*float64(len(skews)-1))] }
+	fmt.Printf("\npolicies due at once   %d\n", o.policies)
+	fmt.Printf("controller             workers=%d kube-api-qps=%g kube-api-burst=%d\n", o.workers, o.qps, o.burst)
+	fmt.Printf("skew p50               %s\n", pct(0.50).Round(time.Millisecond))
+	fmt.Printf("skew p99               %s   (goal: under 2s)\n", pct(0.99).Round(time.Millisecond))
+	fmt.Printf("skew max               %s\n", skews[len(skews)-1].Round(time.Millisecond))
+	fmt.Printf("all Backups created    %s after the scheduled time\n", allCreated.Round(time.Millisecond))
+	fmt.Printf("API requests per run   %.2f (Backup create, status update, event)\n", perRun)
+	return nil
+}
+
+// refuseRunningOperator stops the measurement when a deployed operator would act on the same
+// policies and double every run.
+func refuseRunningOperator(ctx context.Context, kube kubernetes.Interface) error {
+	d, err := kube.AppsV1().Deployments("backup-system").Get(ctx, "backup-controller", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d.Status.ReadyReplicas > 0 {
+		return fmt.Errorf("the operator runs in the cluster and would act on the benchmark's policies: stop it first (kubectl -n backup-system scale deployment/backup-controller --replicas=0)")
+	}
+	return nil
+}
+
+func resetNamespace(ctx context.Context, kube kubernetes.Interface, ns string) error {
+	err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		return fmt.Errorf("namespace %s from an earlier run is still being deleted: %w", ns, err)
+	}
+	_, err = kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	return err
+}
+
+// createObjects makes one PVC and one policy selecting it per index, in parallel.
+func createObjects(ctx context.Context, kube kubernetes.Interface, platform versioned.Interface, o options, due time.Time) error {
+	schedule := fmt.Sprintf("%d %d * * *", due.Minute(), due.Hour())
+	keep := int32(3)
+	var wg sync.WaitGroup
+	errs := make(chan error, o.policies)
+	next := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				id := fmt.Sprintf("%04d", i)
+				claim := &corev1.PersistentVolumeClaim{
+					ObjectMeta: metav1.ObjectMeta{Name: "claim-" + id, Labels: map[string]string{"bench-claim": id}},
+					Spec: corev1.PersistentVolumeClaimSpec{
+						AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+						Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+					},
+				}
+				if _, err := kube.CoreV1().PersistentVolumeClaims(o.namespace).Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+					errs <- err
+					continue
+				}
+				policy := &platformv1.BackupPolicy{
+					ObjectMeta: metav1.ObjectMeta{Name: "policy-" + id},
+					Spec: platformv1.BackupPolicySpec{
+						Schedule:  schedule,
+						Target:    platformv1.BackupTarget{PVCSelector: metav1.LabelSelector{MatchLabels: map[string]string{"bench-claim": id}}},
+						Retention: &platformv1.RetentionPolicy{KeepLast: &keep},
+					},
+				}
+				if _, err := platform.PlatformV1().BackupPolicies(o.namespace).Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < o.policies; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return fmt.Errorf("creating the benchmark's objects: %w", err)
+	}
+	if time.Now().After(due.Add(-5 * time.Second)) {
+		return fmt.Errorf("creating the objects took until %s, too close to the scheduled minute %s: raise --lead", time.Now().UTC().Format(time.RFC3339), due.Format(time.RFC3339))
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+func clientFor(t *testing.T, url string) kubernetes.Interface {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(&rest.Config{Host: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// apiServer serves /version and, when served is true, the operator's group version.
+func apiServer(t *testing.T, versionStatus int, served bool) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.URL.Path == "/version":
+			w.WriteHeader(versionStatus)
+			fmt.Fprint(w, `{"major":"1","minor":"34","gitVersion":"v1.34.4"}`)
+		case r.URL.Path == "/apis/platform.example.com/v1" && served:
+			fmt.Fprint(w, `{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"platform.example.com/v1","resources":[]}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestCheckAPIServer(t *testing.T) {
+	unreachable := httptest.NewServer(http.NotFoundHandler())
+	unreachableURL := unreachable.URL
+	unreachable.Close() // nothing listens there any more
+
+	tests := []struct {
+		name    string
+		url     string
+		wantErr string
+	}{
+		{"serving the operator's API", apiServer(t, http.StatusOK, true).URL, ""},
+		{"unreachable", unreachableURL, "cannot reach the Kubernetes API server at " + unreachableURL},
+		{"CRDs not installed", apiServer(t, http.StatusOK, false).URL, "install the CRDs first"},
+		{"credentials refused", apiServer(t, http.StatusUnauthorized, true).URL, "refused the credentials"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			err := checkAPIServer(context.Background(), clientFor(t, tc.url), tc.url, 1500*time.Millisecond)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+			}
+			if elapsed := time.Since(start); elapsed > 5*time.Second {
+				t.Fatalf("took %s to fail; the timeout was 1.5s", elapsed)
+			}
+		})
+	}
+}
+
+func TestRunControllerFailsClearlyAgainstAnUnreachableServer(t *testing.T) {
+	unreachable := httptest.NewServer(http.NotFoundHandler())
+	url := unreachable.URL
+	unreachable.Close()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+url+`"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		done <- runController(context.Background(), []string{"--kubeconfig", kubeconfig, "--startup-timeout", "2s"}, &bytes.Buffer{})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "cannot reach the Kubernetes API server at "+url) {
+			t.Fatalf("error %v, want one naming the unreachable server", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("runController hung against an unreachable server")
+	}
+}
+
+func TestRunControllerRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--workers", "0"},
+		{"--startup-timeout", "0s"},
+		{"--no-such-flag"},
+		{"frobnicate"},
+		{"--controllers", "backuppolicy,archiver"},
+		{"--kube-api-qps", "0"},
+	} {
+		var stderr bytes.Buffer
+		if err := runController(context.Background(), args, &stderr); err == nil {
+			t.Errorf("runController(%q) accepted bad input", args)
+		}
+	}
+}

@@ -13,7 +13,7 @@ KUBECONFIG ?= $(HOME)/.kube/config
 
 .PHONY: help
 help: ## List the targets.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the static binary into _output/bin/.
@@ -22,6 +22,10 @@ build: ## Build the static binary into _output/bin/.
 .PHONY: test
 test: ## Run the unit tests (fake clientsets, no cluster) with the race detector.
 	$(GO) test -race -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## Fuzz the restore reader for FUZZTIME (default 20s): nothing may escape the target.
+	$(GO) test ./pkg/archive -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(or $(FUZZTIME),20s) -fuzzminimizetime 5s
 
 .PHONY: generate
 generate: ## Regenerate deepcopy, clientset, listers, informers and CRDs from pkg/apis.

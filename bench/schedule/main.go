@@ -117,7 +117,9 @@ func run(o options) error {
 	ctrlKube := kubernetes.NewForConfigOrDie(ctrlConfig)
 	ctrlPlatform := versioned.NewForConfigOrDie(ctrlConfig)
 	go func() {
-		cfg := operator.Config{Namespace: o.namespace, Workers: o.workers, CacheSyncTimeout: time.Minute, Controllers: []string{backuppolicy.ControllerName}}
+		// As the binary does: events on a client of their own, counted too.
+		cfg := operator.Config{Namespace: o.namespace, Workers: o.workers, CacheSyncTimeout: time.Minute,
+			Controllers: []string{backuppolicy.ControllerName}, EventClient: kubernetes.NewForConfigOrDie(ctrlConfig)}
 		if err := operator.Run(ctx, cfg, ctrlKube, ctrlPlatform); err != nil {
 			fmt.Fprintf(os.Stderr, "schedule benchmark: the policy controller stopped: %v\n", err)
 			os.Exit(1)

@@ -133,6 +133,10 @@ func runController(ctx context.Context, args []string, stderr io.Writer) error {
 	klog.FromContext(ctx).Info("Agent Jobs run image", "image", opts.agentImage)
 	config := opts.operatorConfig()
 	config.Metrics = m
+	// Events get a client, and so a rate limiter, of their own.
+	if config.EventClient, err = kubernetes.NewForConfig(cfg); err != nil {
+		return fmt.Errorf("creating the events client: %w", err)
+	}
 	if opts.httpAddress != "" {
 		endpoints, err := serveEndpoints(ctx, opts.httpAddress, m)
 		if err != nil {

@@ -57,6 +57,9 @@ type Config struct {
 	Synced func()
 	// Metrics records what the controllers do; nil records nothing.
 	Metrics *metrics.Metrics
+	// EventClient, when set, is the client Events are written with. A client of its own has a
+	// rate limiter of its own, so that the story of a burst of runs does not slow the runs.
+	EventClient kubernetes.Interface
 }
 
 // runner is one controller.
@@ -121,7 +124,11 @@ func Run(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kubeClient.CoreV1().Events(cfg.Namespace)})
+	eventClient := cfg.EventClient
+	if eventClient == nil {
+		eventClient = kubeClient
+	}
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventClient.CoreV1().Events(cfg.Namespace)})
 	defer broadcaster.Shutdown()
 	deps.Recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "backup-controller"})
 

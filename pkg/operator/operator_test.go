@@ -148,3 +148,42 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("Validate(backups) = %v; want an error listing the controllers", err)
 	}
 }
+
+func TestEventsGoThroughTheirOwnClient(t *testing.T) {
+	keep := int32(3)
+	invalid := &platformv1.BackupPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "broken", CreationTimestamp: metav1.Now()},
+		Spec:       platformv1.BackupPolicySpec{Schedule: "every night", Retention: &platformv1.RetentionPolicy{KeepLast: &keep}},
+	}
+	kubeClient, events := kubefake.NewSimpleClientset(), kubefake.NewSimpleClientset()
+	cfg := testConfig()
+	cfg.EventClient = events
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, kubeClient, fake.NewSimpleClientset(invalid)) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	// The invalid schedule is reported with a Warning event, through the events client only.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, _ := events.CoreV1().Events("db").List(ctx, metav1.ListOptions{})
+		if list != nil && len(list.Items) > 0 {
+			if list.Items[0].Reason != "InvalidSchedule" {
+				t.Fatalf("event %q, want InvalidSchedule", list.Items[0].Reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no event reached the events client")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, a := range kubeClient.Actions() {
+		if a.GetResource().Resource == "events" {
+			t.Fatalf("an event went through the main client: %s", a.GetVerb())
+		}
+	}
+}

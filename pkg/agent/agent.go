@@ -201,6 +201,8 @@ func exitCode(r Reason) int {
 		return ExitUsage
 	case archive.ChecksumMismatch, archive.CorruptArchive, archive.UnsafeArchive:
 		return ExitIntegrity
+	case archive.TargetNotEmpty, archive.TargetNotFound, archive.SourceNotFound, archive.ArchiveNotFound, archive.OutputExists:
+		return ExitRefused
 	}
 	return ExitFailed
 }

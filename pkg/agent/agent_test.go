@@ -92,7 +92,7 @@ func TestBackupVerifyRestoreDelete(t *testing.T) {
 	// A second restore into the now non-empty target is refused...
 	var r2 RestoreResult
 	code, stderr = run(t, &r2, "restore", "--archive", archivePath, "--target", dst, "--sha256", b.SHA256)
-	if code != ExitFailed || r2.Reason != TargetNotEmpty || !strings.Contains(r2.Error, "--overwrite") || !strings.Contains(stderr, "not empty") {
+	if code != ExitRefused || r2.Reason != TargetNotEmpty || !strings.Contains(r2.Error, "--overwrite") || !strings.Contains(stderr, "not empty") {
 		t.Errorf("restore into a non-empty target: exit %d, %+v, stderr %q", code, r2.Status, stderr)
 	}
 	// ...unless an overwrite mode allows it.
@@ -109,7 +109,7 @@ func TestBackupVerifyRestoreDelete(t *testing.T) {
 		t.Errorf("second delete exit %d %+v, want success flagged alreadyDeleted", code, d2)
 	}
 	var v2 VerifyResult
-	if code, _ := run(t, &v2, "verify", "--archive", archivePath, "--sha256", b.SHA256); code != ExitFailed || v2.Reason != ArchiveNotFound {
+	if code, _ := run(t, &v2, "verify", "--archive", archivePath, "--sha256", b.SHA256); code != ExitRefused || v2.Reason != ArchiveNotFound {
 		t.Errorf("verify of a deleted archive: exit %d, %+v", code, v2.Status)
 	}
 }
@@ -195,7 +195,7 @@ func TestSourceAndOutputErrors(t *testing.T) {
 	src, store := t.TempDir(), t.TempDir()
 	var b BackupResult
 	code, _ := run(t, &b, "backup", "--source", filepath.Join(src, "missing"), "--output", filepath.Join(store, "a.tar.zst"))
-	if code != ExitFailed || b.Reason != SourceNotFound {
+	if code != ExitRefused || b.Reason != SourceNotFound {
 		t.Errorf("missing source: exit %d %+v", code, b.Status)
 	}
 	existing := filepath.Join(store, "b.tar")
@@ -203,7 +203,7 @@ func TestSourceAndOutputErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _ = run(t, &b, "backup", "--source", src, "--output", existing)
-	if code != ExitFailed || b.Reason != OutputExists {
+	if code != ExitRefused || b.Reason != OutputExists {
 		t.Errorf("existing output: exit %d %+v", code, b.Status)
 	}
 }

@@ -39,6 +39,10 @@ const (
 	// extract (ChecksumMismatch, CorruptArchive, UnsafeArchive); retrying
 	// cannot help.
 	ExitIntegrity = 3
+	// ExitRefused: the operation was refused because of the state of the source, target or
+	// storage (TargetNotEmpty, TargetNotFound, SourceNotFound, ArchiveNotFound, OutputExists);
+	// nothing was written, and retrying cannot help until someone changes that state.
+	ExitRefused = 4
 )
 
 // Operations, as reported in Status.Operation.

@@ -204,7 +204,7 @@ func podFailurePolicy() *batchv1.PodFailurePolicy {
 			OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
 				ContainerName: ptr.To(ContainerName),
 				Operator:      batchv1.PodFailurePolicyOnExitCodesOpIn,
-				Values:        []int32{agent.ExitUsage, agent.ExitIntegrity},
+				Values:        []int32{agent.ExitUsage, agent.ExitIntegrity, agent.ExitRefused},
 			},
 		},
 		{

@@ -137,8 +137,8 @@ func expectLeastPrivilege(t *testing.T, job *batchv1.Job, caps []corev1.Capabili
 		t.Fatalf("capabilities %+v, want drop ALL, add %v", sc.Capabilities, caps)
 	}
 	rules := job.Spec.PodFailurePolicy.Rules
-	if len(rules) == 0 || rules[0].Action != batchv1.PodFailurePolicyActionFailJob || !slices.Equal(rules[0].OnExitCodes.Values, []int32{agent.ExitUsage, agent.ExitIntegrity}) {
-		t.Fatalf("podFailurePolicy %s, want FailJob on the agent's usage and integrity exit codes", agentjobtest.Describe(job.Spec.PodFailurePolicy))
+	if len(rules) == 0 || rules[0].Action != batchv1.PodFailurePolicyActionFailJob || !slices.Equal(rules[0].OnExitCodes.Values, []int32{agent.ExitUsage, agent.ExitIntegrity, agent.ExitRefused}) {
+		t.Fatalf("podFailurePolicy %s, want FailJob on the agent's usage, integrity and refusal exit codes", agentjobtest.Describe(job.Spec.PodFailurePolicy))
 	}
 }
 

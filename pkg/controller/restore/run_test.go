@@ -83,8 +83,8 @@ func TestRestoreIntoAnExistingClaimCreatesItsJob(t *testing.T) {
 		t.Fatalf("security context %s, want only the capabilities writing needs", agentjobtest.Describe(sc))
 	}
 	rules := job.Spec.PodFailurePolicy.Rules
-	if rules[0].Action != batchv1.PodFailurePolicyActionFailJob || !slices.Contains(rules[0].OnExitCodes.Values, agent.ExitIntegrity) {
-		t.Fatalf("podFailurePolicy %s, want no retry of integrity failures", agentjobtest.Describe(job.Spec.PodFailurePolicy))
+	if rules[0].Action != batchv1.PodFailurePolicyActionFailJob || !slices.Contains(rules[0].OnExitCodes.Values, agent.ExitIntegrity) || !slices.Contains(rules[0].OnExitCodes.Values, agent.ExitRefused) {
+		t.Fatalf("podFailurePolicy %s, want no retry of integrity failures or of a non-empty target", agentjobtest.Describe(job.Spec.PodFailurePolicy))
 	}
 
 	r := f.status()

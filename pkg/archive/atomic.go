@@ -24,9 +24,15 @@ func tempPrefix(final string) string {
 // atomicFile is a file written under a temporary name in the directory of its
 // final name, which it only receives once it is complete and durable.
 type atomicFile struct {
-	f     *os.File
-	final string
+	f       *os.File
+	final   string
+	written int64
+	wb      writeback
 }
+
+// writebackChunk is how far a file being written may run ahead of its
+// write-back (see writeback).
+const writebackChunk = 8 << 20
 
 func createAtomic(final string) (*atomicFile, error) {
 	f, err := os.CreateTemp(filepath.Dir(final), tempPrefix(final)+"*")
@@ -38,10 +44,17 @@ func createAtomic(final string) (*atomicFile, error) {
 		os.Remove(f.Name())
 		return nil, err
 	}
-	return &atomicFile{f: f, final: final}, nil
+	return &atomicFile{f: f, final: final, wb: writeback{f: f}}, nil
 }
 
-func (a *atomicFile) Write(p []byte) (int, error) { return a.f.Write(p) }
+func (a *atomicFile) Write(p []byte) (int, error) {
+	n, err := a.f.Write(p)
+	a.written += int64(n)
+	if err == nil {
+		err = a.wb.wrote(a.written) // without drop, never fails
+	}
+	return n, err
+}
 
 // sync makes the temporary file durable and closes it.
 func (a *atomicFile) sync() error {

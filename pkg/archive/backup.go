@@ -2,7 +2,6 @@ package archive
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -110,8 +109,8 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 		sink = opts.wrapOutput(sink)
 	}
 	hw := newHashingWriter(sink)
-	bw := bufio.NewWriterSize(hw, copyBufferSize)
-	cw, err := newCompressor(comp, bw)
+	defer hw.close()
+	cw, err := newCompressor(comp, hw)
 	if err != nil {
 		return nil, newError(Internal, err, "cannot start the %s compressor", comp)
 	}
@@ -137,7 +136,7 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 		cw.Close() // stop the compressor's goroutines; the data is discarded
 	}
 	if werr == nil {
-		if err := bw.Flush(); err != nil {
+		if err := hw.flush(); err != nil {
 			werr = writeError(err, "cannot write archive %s", opts.Output)
 		}
 	}
@@ -422,6 +421,7 @@ func (w *walker) file(rel, p string, fi fs.FileInfo) error {
 		return readError(err, p)
 	}
 	defer f.Close()
+	readSequentially(f)
 	ofi, err := f.Stat()
 	if err != nil {
 		return readError(err, p)

@@ -482,8 +482,13 @@ func isSparse(h *tar.Header) bool {
 // copyData copies an entry's content; read errors mean a corrupt stream,
 // write errors a failing target. With zeros (as long as buf), all-zero
 // chunks become holes.
+//
+// Write-back of the data is started every writebackChunk bytes and at the
+// end, so the final syncfs finds most of the restore already on disk, and
+// the chunks already on disk leave the page cache (see writeback).
 func copyData(f *os.File, r io.Reader, buf, zeros []byte) (int64, error) {
 	var total int64
+	wb := writeback{f: f, drop: true}
 	hole := false
 	for {
 		n, rerr := r.Read(buf)
@@ -500,12 +505,18 @@ func copyData(f *os.File, r io.Reader, buf, zeros []byte) (int64, error) {
 				hole = false
 			}
 			total += int64(n)
+			if err := wb.wrote(total); err != nil {
+				return total, err
+			}
 		}
 		if rerr == io.EOF {
 			if hole {
 				// A trailing hole only moved the offset: set the size.
-				return total, f.Truncate(total)
+				if err := f.Truncate(total); err != nil {
+					return total, err
+				}
 			}
+			wb.finish(total)
 			return total, nil
 		}
 		if rerr != nil {

@@ -37,18 +37,12 @@ install_missing() {
 	fi
 }
 
-# build_agent builds backup-controller and runs its agent subcommand; the
-# stand-alone runner in bench/agent (same package, same code path) is the
-# fallback while the controller binary does not build.
+# build_agent builds backup-controller: the benchmark measures the agent as the Jobs run it,
+# inside the one binary.
 build_agent() {
 	mkdir -p "$BENCH_DIR/bin"
-	if (cd "$repo" && go build -trimpath -o "$BENCH_DIR/bin/backup-controller" ./cmd/backup-controller) 2>"$BENCH_DIR/build.log"; then
-		agent=("$BENCH_DIR/bin/backup-controller" agent)
-	else
-		log "cmd/backup-controller does not build (see $BENCH_DIR/build.log); using bench/agent"
-		(cd "$repo" && go build -trimpath -o "$BENCH_DIR/bin/agent" ./bench/agent)
-		agent=("$BENCH_DIR/bin/agent")
-	fi
+	(cd "$repo" && go build -trimpath -o "$BENCH_DIR/bin/backup-controller" ./cmd/backup-controller)
+	agent=("$BENCH_DIR/bin/backup-controller" agent)
 }
 
 prepare_data() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"k8s.io/utils/ptr"
 )
 
 // Moments around one hour, as in the upstream CronJob controller's tests.
@@ -18,8 +19,6 @@ func justBeforeThePriorHour() time.Time { return topOfTheHour().Add(-61 * time.M
 func justAfterThePriorHour() time.Time  { return topOfTheHour().Add(-59 * time.Minute) }
 func thePriorHour() time.Time           { return topOfTheHour().Add(-time.Hour) }
 func weekAfterTheHour() time.Time       { return topOfTheHour().Add(7 * 24 * time.Hour) }
-
-func ptr[T any](v T) *T { return &v }
 
 func mustParse(t *testing.T, spec, zone string) *Schedule {
 	t.Helper()
@@ -86,13 +85,13 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name:    "due just after the hour",
-			history: History{Created: justBeforeThePriorHour(), LastScheduled: ptr(thePriorHour())},
+			history: History{Created: justBeforeThePriorHour(), LastScheduled: ptr.To(thePriorHour())},
 			now:     justAfterTheHour(),
 			want:    Plan{Due: topOfTheHour(), Unrun: 1, Next: topOfTheHour().Add(time.Hour)},
 		},
 		{
 			name:    "already ran this hour",
-			history: History{Created: justBeforeThePriorHour(), LastScheduled: ptr(topOfTheHour())},
+			history: History{Created: justBeforeThePriorHour(), LastScheduled: ptr.To(topOfTheHour())},
 			now:     justAfterTheHour(),
 			want:    Plan{Next: topOfTheHour().Add(time.Hour)},
 		},
@@ -104,35 +103,35 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name:     "within the starting deadline",
-			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr(thePriorHour())},
-			deadline: ptr(5 * time.Minute),
+			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr.To(thePriorHour())},
+			deadline: ptr.To(5 * time.Minute),
 			now:      justAfterTheHour(),
 			want:     Plan{Due: topOfTheHour(), Unrun: 1, Next: topOfTheHour().Add(time.Hour)},
 		},
 		{
 			name:     "past the starting deadline: skipped",
-			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr(thePriorHour())},
-			deadline: ptr(10 * time.Second),
+			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr.To(thePriorHour())},
+			deadline: ptr.To(10 * time.Second),
 			now:      justAfterTheHour(),
 			want:     Plan{Missed: topOfTheHour(), Unrun: 1, Next: topOfTheHour().Add(time.Hour)},
 		},
 		{
 			name:     "a skip is recorded: not skipped again",
-			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr(thePriorHour()), LastMissed: ptr(topOfTheHour())},
-			deadline: ptr(10 * time.Second),
+			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr.To(thePriorHour()), LastMissed: ptr.To(topOfTheHour())},
+			deadline: ptr.To(10 * time.Second),
 			now:      justAfterTheHour(),
 			want:     Plan{Next: topOfTheHour().Add(time.Hour)},
 		},
 		{
 			name:    "a week of downtime: one run, 168 unrun times",
-			history: History{Created: justBeforeThePriorHour(), LastScheduled: ptr(topOfTheHour())},
+			history: History{Created: justBeforeThePriorHour(), LastScheduled: ptr.To(topOfTheHour())},
 			now:     weekAfterTheHour().Add(time.Minute),
 			want:    Plan{Due: weekAfterTheHour(), Unrun: 168, Next: weekAfterTheHour().Add(time.Hour)},
 		},
 		{
 			name:     "a week of downtime past the deadline: the latest is skipped, none run",
-			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr(topOfTheHour())},
-			deadline: ptr(30 * time.Second),
+			history:  History{Created: justBeforeThePriorHour(), LastScheduled: ptr.To(topOfTheHour())},
+			deadline: ptr.To(30 * time.Second),
 			now:      weekAfterTheHour().Add(time.Minute),
 			want:     Plan{Missed: weekAfterTheHour(), Unrun: 168, Next: weekAfterTheHour().Add(time.Hour)},
 		},
@@ -200,7 +199,7 @@ func TestDaylightSavingTimeInNewYork(t *testing.T) {
 	})
 	t.Run("the plan after the gap runs the day's backup", func(t *testing.T) {
 		s := mustParse(t, "0 2 * * *", "America/New_York")
-		p := s.Plan(History{Created: at(3, 1, 0, 0), LastScheduled: ptr(at(3, 7, 2, 0))}, nil, at(3, 8, 3, 0).Add(30*time.Second))
+		p := s.Plan(History{Created: at(3, 1, 0, 0), LastScheduled: ptr.To(at(3, 7, 2, 0))}, nil, at(3, 8, 3, 0).Add(30*time.Second))
 		if !p.Due.Equal(at(3, 8, 3, 0)) || !p.Next.Equal(at(3, 9, 2, 0)) {
 			t.Fatalf("Plan = %+v, want the run due at 03:00 EDT and the next at 02:00 EDT on 9 March", p)
 		}

@@ -155,7 +155,7 @@ func (c *Controller) activeRestores(b *platformv1.Backup) ([]string, error) {
 	}
 	var active []string
 	for _, r := range restores {
-		if r.Spec.BackupName == b.Name && r.Status.Phase != platformv1.RestoreCompleted && r.Status.Phase != platformv1.RestoreFailed {
+		if r.Spec.BackupName == b.Name && !r.Status.Phase.Final() {
 			active = append(active, r.Name)
 		}
 	}

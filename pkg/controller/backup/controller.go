@@ -154,13 +154,9 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 	if backup.DeletionTimestamp != nil {
 		return c.finalize(ctx, backup)
 	}
-	if isFinished(backup.Status.Phase) {
+	if backup.Status.Phase.Final() {
 		// Completed and Failed are final: the status is the record of what happened.
 		return 0, nil
 	}
 	return c.run(ctx, backup)
-}
-
-func isFinished(p platformv1.BackupPhase) bool {
-	return p == platformv1.BackupCompleted || p == platformv1.BackupFailed
 }

@@ -193,7 +193,7 @@ func (c *Controller) observe(p *platformv1.BackupPolicy, backups []*platformv1.B
 
 // isActive: the Backup has not reached a final phase and is not being deleted.
 func isActive(b *platformv1.Backup) bool {
-	return b.DeletionTimestamp == nil && b.Status.Phase != platformv1.BackupCompleted && b.Status.Phase != platformv1.BackupFailed
+	return b.DeletionTimestamp == nil && !b.Status.Phase.Final()
 }
 
 func (c *Controller) selectedClaims(namespace string, selector labels.Selector) ([]*corev1.PersistentVolumeClaim, error) {
@@ -291,7 +291,7 @@ func newBackup(p *platformv1.BackupPolicy, claim *corev1.PersistentVolumeClaim, 
 				platformv1.LabelPVC:       names.Join(claim.Name),
 				platformv1.LabelManagedBy: platformv1.ManagedByValue,
 			},
-			Annotations: map[string]string{platformv1.AnnotationScheduledTime: t.at.UTC().Format(time.RFC3339)},
+			Annotations: map[string]string{platformv1.AnnotationScheduledTime: formatTime(t.at)},
 		},
 		Spec: platformv1.BackupSpec{
 			PVCName:           claim.Name,

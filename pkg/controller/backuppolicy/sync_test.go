@@ -20,6 +20,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
 	"platform.example.com/backup-operator/pkg/controller"
@@ -36,8 +37,6 @@ func justBeforeTheHour() time.Time { return topOfTheHour().Add(-time.Minute) }
 func justAfterTheHour() time.Time  { return topOfTheHour().Add(time.Minute) }
 func thePriorHour() time.Time      { return topOfTheHour().Add(-time.Hour) }
 
-func ptr[T any](v T) *T { return &v }
-
 // hourlyPolicy backs up claims labeled app=postgres every hour; it was created two hours before
 // the top of the hour and last ran the hour before.
 func hourlyPolicy() *platformv1.BackupPolicy {
@@ -47,7 +46,7 @@ func hourlyPolicy() *platformv1.BackupPolicy {
 		Spec: platformv1.BackupPolicySpec{
 			Schedule:  "0 * * * *",
 			Target:    platformv1.BackupTarget{PVCSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "postgres"}}},
-			Retention: &platformv1.RetentionPolicy{KeepLast: ptr(int32(2))},
+			Retention: &platformv1.RetentionPolicy{KeepLast: ptr.To(int32(2))},
 			BackupRunSettings: platformv1.BackupRunSettings{
 				Compression: platformv1.CompressionZstd,
 				Storage:     &platformv1.Storage{PersistentVolumeClaim: &platformv1.StorageVolumeClaim{ClaimName: "backup-storage"}},
@@ -363,7 +362,7 @@ func TestReplaceDeletesByUID(t *testing.T) {
 
 func TestSuspendedPolicyStartsNothing(t *testing.T) {
 	f := newFixture(t, justAfterTheHour())
-	f.policy.Spec.Suspend = ptr(true)
+	f.policy.Spec.Suspend = ptr.To(true)
 	requeue, err := f.sync()
 	if err != nil || requeue != 0 {
 		t.Fatalf("requeue %s, err %v; want no requeue", requeue, err)
@@ -375,7 +374,7 @@ func TestSuspendedPolicyStartsNothing(t *testing.T) {
 	}
 
 	// On resume hours later, only the most recent missed time runs.
-	f.policy.Spec.Suspend = ptr(false)
+	f.policy.Spec.Suspend = ptr.To(false)
 	f.policy.Status = s
 	f.now = topOfTheHour().Add(5*time.Hour + time.Minute)
 	if _, err := f.sync(); err != nil {
@@ -393,7 +392,7 @@ func TestInvalidSpecIsReportedOnceAndNotRetried(t *testing.T) {
 	}{
 		{"schedule", func(p *platformv1.BackupPolicy) { p.Spec.Schedule = "every night" }, ReasonInvalidSchedule},
 		{"time zone prefix", func(p *platformv1.BackupPolicy) { p.Spec.Schedule = "CRON_TZ=UTC 0 2 * * *" }, ReasonInvalidSchedule},
-		{"time zone", func(p *platformv1.BackupPolicy) { p.Spec.TimeZone = ptr("Mars/Olympus_Mons") }, ReasonInvalidTimeZone},
+		{"time zone", func(p *platformv1.BackupPolicy) { p.Spec.TimeZone = ptr.To("Mars/Olympus_Mons") }, ReasonInvalidTimeZone},
 		{"selector", func(p *platformv1.BackupPolicy) {
 			p.Spec.Target.PVCSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near"}}}
 		}, ReasonInvalidSelector},
@@ -427,7 +426,7 @@ func TestInvalidSpecIsReportedOnceAndNotRetried(t *testing.T) {
 
 func TestRunPastTheStartingDeadlineIsSkipped(t *testing.T) {
 	f := newFixture(t, justAfterTheHour())
-	f.policy.Spec.StartingDeadlineSeconds = ptr(int64(30))
+	f.policy.Spec.StartingDeadlineSeconds = ptr.To(int64(30))
 	if _, err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -594,8 +593,8 @@ func TestRetentionDeletesOnlyWhatNoRuleKeeps(t *testing.T) {
 
 func TestRetentionDeletesNothingWhenTheTimeZoneIsInvalid(t *testing.T) {
 	f := newFixture(t, justBeforeTheHour())
-	f.policy.Spec.TimeZone = ptr("Nowhere/Special")
-	f.policy.Spec.Retention = &platformv1.RetentionPolicy{KeepDaily: ptr(int32(1))}
+	f.policy.Spec.TimeZone = ptr.To("Nowhere/Special")
+	f.policy.Spec.Retention = &platformv1.RetentionPolicy{KeepDaily: ptr.To(int32(1))}
 	f.backups = []*platformv1.Backup{
 		policyBackup("c1", "data-db-0", platformv1.BackupCompleted, thePriorHour().Add(-48*time.Hour)),
 		policyBackup("c2", "data-db-0", platformv1.BackupCompleted, thePriorHour()),

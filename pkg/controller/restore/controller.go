@@ -109,13 +109,9 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 	if err != nil {
 		return 0, err
 	}
-	if restore.DeletionTimestamp != nil || isFinished(restore.Status.Phase) {
+	if restore.DeletionTimestamp != nil || restore.Status.Phase.Final() {
 		// Completed and Failed are final: the status is the record of what happened.
 		return 0, nil
 	}
 	return c.run(ctx, restore)
-}
-
-func isFinished(p platformv1.RestorePhase) bool {
-	return p == platformv1.RestoreCompleted || p == platformv1.RestoreFailed
 }

@@ -54,6 +54,9 @@ const (
 	BackupFailed BackupPhase = "Failed"
 )
 
+// Final reports whether p is Completed or Failed: a Backup in a final phase never changes again.
+func (p BackupPhase) Final() bool { return p == BackupCompleted || p == BackupFailed }
+
 // BackupSpec is what to archive and how. It cannot change after creation.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a Backup's spec cannot change after creation: create a new Backup instead"
 type BackupSpec struct {

@@ -219,3 +219,16 @@ func TestDeepCopyIsIndependent(t *testing.T) {
 		t.Fatalf("DeepCopy shares memory with its source: %+v", in.Spec)
 	}
 }
+
+func TestOnlyCompletedAndFailedAreFinal(t *testing.T) {
+	for p, want := range map[platformv1.BackupPhase]bool{"": false, platformv1.BackupPending: false, platformv1.BackupRunning: false, platformv1.BackupCompleted: true, platformv1.BackupFailed: true} {
+		if p.Final() != want {
+			t.Errorf("BackupPhase(%q).Final() = %v", p, !want)
+		}
+	}
+	for p, want := range map[platformv1.RestorePhase]bool{"": false, platformv1.RestorePending: false, platformv1.RestoreRunning: false, platformv1.RestoreCompleted: true, platformv1.RestoreFailed: true} {
+		if p.Final() != want {
+			t.Errorf("RestorePhase(%q).Final() = %v", p, !want)
+		}
+	}
+}

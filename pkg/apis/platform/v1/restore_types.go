@@ -50,6 +50,9 @@ const (
 	RestoreFailed RestorePhase = "Failed"
 )
 
+// Final reports whether p is Completed or Failed: a Restore in a final phase never changes again.
+func (p RestorePhase) Final() bool { return p == RestoreCompleted || p == RestoreFailed }
+
 // AnnotationCreatedByRestore on a PersistentVolumeClaim holds the UID of the Restore that created
 // it. The claim has no owner, so that restored data outlives the Restore; the annotation lets a
 // restarted controller recognise a claim it made itself.

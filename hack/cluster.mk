@@ -57,11 +57,12 @@ image: image-build ## Build the binary and the image backup-operator:dev, import
 
 # hack/deploy is the overlay for this node; a generated layer on top stamps the
 # image ID into the pod template, so a rebuilt image rolls out and an unchanged
-# one does not.
+# one does not, and the running API server's address (the pod bridge's gateway
+# and the port, from the script) into the controller's KUBERNETES_SERVICE_* env.
 deploy: image ## Deploy CRDs, RBAC and the controller to the local cluster (rolls out a rebuilt image).
 	@$(LOCAL_CLUSTER) status >/dev/null || { echo "ERROR: the local cluster is not running (make cluster-up)"; exit 1; }
-	@echo "==> Deploying the operator (kubectl apply -k hack/deploy, image $$(cat $(OPERATOR_IMAGE_ID)))"
-	@hack/cluster/stamp-overlay.sh $(LOCAL_CLUSTER_OUT)/deploy "$$(cat $(OPERATOR_IMAGE_ID))"
+	@echo "==> Deploying the operator (kubectl apply -k hack/deploy, image $$(cat $(OPERATOR_IMAGE_ID)), API server $$($(LOCAL_CLUSTER) apiserver-address))"
+	@hack/cluster/stamp-overlay.sh $(LOCAL_CLUSTER_OUT)/deploy "$$(cat $(OPERATOR_IMAGE_ID))" "$$($(LOCAL_CLUSTER) apiserver-address)"
 	@$(LOCAL_CLUSTER) kubectl apply -k $(LOCAL_CLUSTER_OUT)/deploy
 	@$(LOCAL_CLUSTER) kubectl wait --for=condition=Established --timeout=60s \
 		crd/backuppolicies.platform.example.com crd/backups.platform.example.com crd/restores.platform.example.com

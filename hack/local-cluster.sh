@@ -14,6 +14,8 @@
 #   import-image TARBALL     import a docker-archive tarball into the node's containerd
 #   kubeconfig               print the admin kubeconfig path
 #   kubectl ARGS...          run the cluster's kubectl with the admin kubeconfig
+#   apiserver-address        print the running API server's HOST:PORT (what pods use)
+#   restart-apiserver        stop the API server and start it again (an outage, for tests)
 #   bindir                   print the directory of the built binaries (kubectl too)
 #   build                    only build (or reuse) the Kubernetes binaries
 #
@@ -48,7 +50,11 @@ SCHEDULER_PORT=10259
 SERVICE_CIDR="10.96.0.0/24"
 SERVICE_IP="10.96.0.1"
 POD_SUBNET="${LOCAL_CLUSTER_POD_SUBNET:-10.217.0.0/24}"
+# The pods' bridge. `up` creates it with the pod subnet's gateway address (its
+# first host), and the API server listens on that address only: the host and the
+# pods on the bridge reach it; it is not bound to the machine's external address.
 BRIDGE="bkop-local0"
+API_HOST="" # the gateway of POD_SUBNET; set by `up`
 CNI_NETWORK="backup-operator-local"
 CNI_BIN_DIR="/usr/lib/cni"
 STORAGE_CLASS="local-hostpath"
@@ -288,6 +294,59 @@ node_ip() {
   printf '%s\n' "$ip"
 }
 
+# pod_gateway: the first host of POD_SUBNET (10.217.0.1 for 10.217.0.0/24): the
+# bridge's address, the pods' on-link gateway (host-local's default, and named
+# in the CNI config) and the address the API server binds to.
+pod_gateway() {
+  local o='(0|[1-9][0-9]{0,2})' a b c d len n mask
+  [[ "$POD_SUBNET" =~ ^$o\.$o\.$o\.$o/([0-9]{1,2})$ ]] ||
+    die "LOCAL_CLUSTER_POD_SUBNET must be an IPv4 subnet such as 10.217.0.0/24, not '${POD_SUBNET}'"
+  a=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]} c=${BASH_REMATCH[3]} d=${BASH_REMATCH[4]} len=$((10#${BASH_REMATCH[5]}))
+  ((a <= 255 && b <= 255 && c <= 255 && d <= 255 && len >= 8 && len <= 28 && a != 127)) ||
+    die "LOCAL_CLUSTER_POD_SUBNET '${POD_SUBNET}' is not a usable pod subnet (IPv4, not loopback, /8 to /28)"
+  n=$((a << 24 | b << 16 | c << 8 | d))
+  mask=$(((0xffffffff << (32 - len)) & 0xffffffff))
+  # host-local refuses a subnet with host bits set.
+  ((n == (n & mask))) || {
+    n=$((n & mask))
+    die "LOCAL_CLUSTER_POD_SUBNET '${POD_SUBNET}' has host bits set; the subnet is $((n >> 24)).$((n >> 16 & 255)).$((n >> 8 & 255)).$((n & 255))/${len}"
+  }
+  n=$((n + 1))
+  printf '%d.%d.%d.%d\n' $((n >> 24)) $((n >> 16 & 255)) $((n >> 8 & 255)) $((n & 255))
+}
+
+# ensure_bridge GATEWAY: the pods' bridge, up, with GATEWAY/prefix of the pod
+# subnet, made before the API server binds to GATEWAY (an empty bridge has no
+# carrier, but an address on it is local and answers from the host). An
+# existing bridge is reused. The CNI bridge plugin (isGateway) finds the bridge
+# and the address and keeps both.
+ensure_bridge() {
+  local cidr="${1}/${POD_SUBNET#*/}" other
+  other="$(ip -4 -o addr show to "$POD_SUBNET" | awk -v br="$BRIDGE" '$2 != br {print $2 " " $4}')"
+  [[ -z "$other" ]] || die "the pod subnet ${POD_SUBNET} overlaps an address of this machine (${other}); set LOCAL_CLUSTER_POD_SUBNET"
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip -d link show "$BRIDGE" | grep -qw bridge || die "${BRIDGE} exists and is not a bridge"
+    info "reusing the bridge ${BRIDGE}"
+  else
+    ip link add name "$BRIDGE" type bridge || die "could not create the bridge ${BRIDGE}"
+  fi
+  # Exactly the gateway address: the bridge plugin refuses a bridge that has
+  # a different IPv4 address.
+  if ! ip -4 -o addr show dev "$BRIDGE" | awk '{print $4}' | grep -qx "$cidr"; then
+    ip -4 addr flush dev "$BRIDGE"
+    ip addr add "$cidr" dev "$BRIDGE" || die "could not add ${cidr} to ${BRIDGE}"
+  fi
+  ip link set "$BRIDGE" up || die "could not set ${BRIDGE} up"
+  info "bridge ${BRIDGE} with ${cidr}"
+}
+
+# apiserver_address: HOST:PORT of the cluster this checkout runs, as its admin
+# kubeconfig names it (so it follows the settings of the `up` that made it).
+apiserver_address() {
+  [[ -f "$ADMIN_KUBECONFIG" ]] || return 1
+  sed -n 's|^[[:space:]]*server: https://\([^/]*\)$|\1|p' "$ADMIN_KUBECONFIG" | head -n 1 | grep .
+}
+
 # sign NAME SUBJECT EXTENSIONS: a key and a certificate signed by the cluster CA.
 sign() {
   local pki="${STATE_DIR}/pki" name="$1" subj="$2" ext="$3"
@@ -299,6 +358,8 @@ sign() {
   rm -f "${pki}/${name}.csr" "${pki}/${name}.ext"
 }
 
+# write_kubeconfig FILE USER TOKEN: a kubeconfig for the API server on the
+# bridge's gateway address (API_HOST).
 write_kubeconfig() {
   local file="$1" user="$2" token="$3" ca
   ca="$(base64 -w0 <"${STATE_DIR}/pki/ca.crt")"
@@ -309,7 +370,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:${API_PORT}
+    server: https://${API_HOST}:${API_PORT}
     certificate-authority-data: ${ca}
 users:
 - name: ${user}
@@ -335,7 +396,7 @@ generate_config() {
   sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:${ip},IP:${SERVICE_IP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:${API_HOST},IP:${SERVICE_IP},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   sign kubelet "/CN=${NODE_NAME}" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
@@ -373,7 +434,7 @@ EOF
     -e "s|@PAUSE_IMAGE@|${PAUSE_IMAGE}|g" -e "s|@CNI_BIN_DIR@|${CNI_BIN_DIR}|g" \
     "${REPO_ROOT}/hack/cluster/containerd.toml" >"${STATE_DIR}/containerd/config.toml"
   sed -e "s|@STATE_DIR@|${STATE_DIR}|g" -e "s|@BRIDGE@|${BRIDGE}|g" -e "s|@NETWORK@|${CNI_NETWORK}|g" \
-    -e "s|@POD_SUBNET@|${POD_SUBNET}|g" \
+    -e "s|@POD_SUBNET@|${POD_SUBNET}|g" -e "s|@POD_GATEWAY@|${API_HOST}|g" \
     "${REPO_ROOT}/hack/cluster/cni.conflist" >"${STATE_DIR}/cni/net.d/10-${CNI_NETWORK}.conflist"
   sed -e "s|@STATE_DIR@|${STATE_DIR}|g" -e "s|@NODE_IP@|${ip}|g" -e "s|@SOCK@|${CONTAINERD_SOCK}|g" \
     -e "s|@KUBELET_PORT@|${KUBELET_PORT}|g" -e "s|@KUBELET_HEALTHZ_PORT@|${KUBELET_HEALTHZ_PORT}|g" \
@@ -542,10 +603,50 @@ recorded_state_dir() { cat "${RUN_DIR}/instance" 2>/dev/null; }
 # Commands.
 cmd_build() { build_components; }
 
+# start_apiserver: start kube-apiserver on API_HOST, with the configuration in STATE_DIR.
+start_apiserver() {
+  local pki="${STATE_DIR}/pki"
+  # On the bridge's gateway address only: reachable from the host and from pods
+  # on the bridge (whose in-cluster config names it, see hack/cluster/stamp-overlay.sh),
+  # not on the machine's external address; it is also the `kubernetes` Service's endpoint.
+  log "Starting kube-apiserver on ${API_HOST}:${API_PORT}"
+  start_service kube-apiserver "${BIN_DIR}/kube-apiserver" \
+    --bind-address="$API_HOST" --secure-port="${API_PORT}" --advertise-address="$API_HOST" \
+    --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
+    --tls-cert-file="${pki}/apiserver.crt" --tls-private-key-file="${pki}/apiserver.key" \
+    --client-ca-file="${pki}/ca.crt" --token-auth-file="${pki}/tokens.csv" \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="${pki}/sa.pub" --service-account-signing-key-file="${pki}/sa.key" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --kubelet-client-certificate="${pki}/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="${pki}/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="${pki}/ca.crt" --kubelet-preferred-address-types=InternalIP \
+    --allow-privileged=true --profiling=false
+}
+
+# restart-apiserver: stop the running API server and start it again with the same
+# configuration, as an upgrade or a crash would; the e2e tests check that the
+# operator rides it out without a restart.
+cmd_restart_apiserver() {
+  need_root
+  local pid started=$SECONDS address
+  pid="$(pid_of kube-apiserver)" || die "the local cluster's API server is not running (hack/local-cluster.sh up)"
+  address="$(apiserver_address)" || die "the local cluster is not running (hack/local-cluster.sh up)"
+  API_HOST="${address%:*}"
+  log "Restarting kube-apiserver"
+  stop_pid kube-apiserver "$pid"
+  start_apiserver
+  wait_for "kube-apiserver to be ready" kube-apiserver "$READY_TIMEOUT" kctl get --raw /readyz
+  log "kube-apiserver is back after $((SECONDS - started))s"
+}
+
 cmd_up() {
   need_root
   [[ "$REPO_ROOT" != *[[:space:]]* ]] || die "the checkout's path must not contain whitespace"
   local started=$SECONDS recorded
+  # The API server's address: the gateway of the pod subnet, on the bridge.
+  API_HOST="$(pod_gateway)"
   recorded="$(recorded_state_dir || true)"
   if [[ -n "$recorded" ]]; then
     if any_service_alive; then
@@ -585,6 +686,9 @@ cmd_up() {
   UP_DONE=""
   trap 'on_up_exit' EXIT
 
+  log "Setting up the pod network bridge ${BRIDGE}"
+  ensure_bridge "$API_HOST"
+
   log "Starting etcd"
   start_service etcd "${BIN_DIR}/etcd" --name local --data-dir "${STATE_DIR}/etcd" \
     --listen-client-urls "http://127.0.0.1:${ETCD_PORT}" --advertise-client-urls "http://127.0.0.1:${ETCD_PORT}" \
@@ -592,25 +696,12 @@ cmd_up() {
     --initial-cluster "local=http://127.0.0.1:${ETCD_PEER_PORT}" --unsafe-no-fsync --log-level warn
   wait_for "etcd to be healthy" etcd 60 curl -fsS "http://127.0.0.1:${ETCD_PORT}/health"
 
-  local pki="${STATE_DIR}/pki"
-  log "Starting kube-apiserver on 127.0.0.1:${API_PORT}"
-  start_service kube-apiserver "${BIN_DIR}/kube-apiserver" \
-    --bind-address=127.0.0.1 --secure-port="${API_PORT}" --advertise-address="$ip" \
-    --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
-    --tls-cert-file="${pki}/apiserver.crt" --tls-private-key-file="${pki}/apiserver.key" \
-    --client-ca-file="${pki}/ca.crt" --token-auth-file="${pki}/tokens.csv" \
-    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="${pki}/sa.pub" --service-account-signing-key-file="${pki}/sa.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" \
-    --kubelet-client-certificate="${pki}/apiserver-kubelet-client.crt" \
-    --kubelet-client-key="${pki}/apiserver-kubelet-client.key" \
-    --kubelet-certificate-authority="${pki}/ca.crt" --kubelet-preferred-address-types=InternalIP \
-    --allow-privileged=true --profiling=false
+  start_apiserver
   cp "${STATE_DIR}/kubeconfigs/admin.kubeconfig" "$ADMIN_KUBECONFIG"
   chmod 600 "$ADMIN_KUBECONFIG"
   wait_for "kube-apiserver to be ready" kube-apiserver "$READY_TIMEOUT" kctl get --raw /readyz
 
+  local pki="${STATE_DIR}/pki"
   log "Starting kube-controller-manager and kube-scheduler"
   local kcfg="${STATE_DIR}/kubeconfigs"
   start_service kube-controller-manager "${BIN_DIR}/kube-controller-manager" \
@@ -698,7 +789,7 @@ show_unhealthy() {
 
 print_summary() {
   cat >&2 <<EOF
-    API server:  https://127.0.0.1:${API_PORT}
+    API server:  https://$(apiserver_address) (on ${BRIDGE}, for the host and the pods)
     node:        ${NODE_NAME} ($(node_ip))
     kubeconfig:  export KUBECONFIG=${ADMIN_KUBECONFIG}
     kubectl:     ${BIN_DIR}/kubectl (${K8S_VERSION})
@@ -747,7 +838,7 @@ cmd_status() {
     return 1
   fi
   if kctl get --raw /readyz >/dev/null 2>&1; then
-    echo "  api server               ready at https://127.0.0.1:${API_PORT}"
+    echo "  api server               ready at https://$(apiserver_address)"
     kctl get nodes -o wide 2>&1 | sed 's/^/  /'
     cluster_healthy || rc=1
   else
@@ -822,7 +913,7 @@ main() {
   local cmd="${1:-}"
   shift || true
   case "$cmd" in
-    up | down) lock ;;
+    up | down | restart-apiserver) lock ;;
   esac
   case "$cmd" in
     up) cmd_up "$@" ;;
@@ -830,12 +921,16 @@ main() {
     status) cmd_status "$@" ;;
     pvc) cmd_pvc "$@" ;;
     hostpath) cmd_hostpath "$@" ;;
+    restart-apiserver) cmd_restart_apiserver "$@" ;;
     import-image)
       (($# == 1)) || die "usage: $0 import-image TARBALL"
       need_root
       import_image "$1"
       ;;
     kubeconfig) printf '%s\n' "$ADMIN_KUBECONFIG" ;;
+    apiserver-address)
+      apiserver_address || die "the local cluster is not running (hack/local-cluster.sh up)"
+      ;;
     bindir) printf '%s\n' "$BIN_DIR" ;;
     kubectl)
       [[ -f "$ADMIN_KUBECONFIG" ]] || die "the local cluster is not running (hack/local-cluster.sh up)"

@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# stamp-overlay.sh DIR IMAGE_ID: write DIR/kustomization.yaml, a thin layer over
-# the hack/deploy overlay that stamps the image ID into the controller's pod
-# template. Re-applying it after a rebuild changes the template and so rolls
-# out the new image; re-applying with the same image changes nothing.
+# stamp-overlay.sh DIR IMAGE_ID APISERVER: write DIR/kustomization.yaml, a thin
+# layer over the hack/deploy overlay for the running local cluster:
+# - the image ID in the controller's pod template: re-applying it after a
+#   rebuild changes the template and so rolls out the new image; re-applying
+#   with the same image changes nothing;
+# - KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT from APISERVER (HOST:PORT,
+#   what `hack/local-cluster.sh apiserver-address` prints: the bridge's gateway
+#   address and the API server's port), because the `kubernetes` Service IP does
+#   not route without kube-proxy. Explicit env overrides what the kubelet
+#   injects, so rest.InClusterConfig reaches the API server.
 set -euo pipefail
+(($# == 3)) || { echo "usage: stamp-overlay.sh DIR IMAGE_ID APISERVER_HOST:PORT" >&2; exit 2; }
 dir="$1"
 image_id="$2"
+apiserver="$3"
 [[ "$image_id" == sha256:* ]] || { echo "stamp-overlay.sh: not an image ID: ${image_id}" >&2; exit 1; }
+[[ "$apiserver" =~ ^([0-9]{1,3}(\.[0-9]{1,3}){3}):([0-9]{1,5})$ ]] ||
+  { echo "stamp-overlay.sh: not an API server address (IPv4:PORT): '${apiserver}'" >&2; exit 1; }
+api_host="${BASH_REMATCH[1]}"
+api_port="${BASH_REMATCH[3]}"
 overlay="$(cd "$(dirname "${BASH_SOURCE[0]}")/../deploy" && pwd -P)"
 mkdir -p "$dir"
 rel="$(realpath --relative-to="$(cd "$dir" && pwd -P)" "$overlay")"
@@ -26,4 +38,10 @@ patches:
       template:
         metadata:
           annotations: {backup-operator.platform.example.com/image-id: "${image_id}"}
+        spec:
+          containers:
+          - name: controller
+            env:
+            - {name: KUBERNETES_SERVICE_HOST, value: "${api_host}"}
+            - {name: KUBERNETES_SERVICE_PORT, value: "${api_port}"}
 YAML

@@ -7,7 +7,11 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X platform.example.com/backup-operator/pkg/agent.Version=$(VERSION)
 # Source folders gofmt checks; generated code is formatted by its generators and checked too.
 GO_DIRS   := cmd pkg hack test
+# A Go module of its own (the Prometheus module would raise client-go here): ./... skips it.
+MONITORING_DIR := test/monitoring
 KUBECONFIG ?= $(HOME)/.kube/config
+# The image the agent Jobs of a local run use: the one `make image` builds for the local node.
+AGENT_IMAGE ?= backup-operator:dev
 
 .DEFAULT_GOAL := help
 
@@ -20,8 +24,13 @@ build: ## Build the static binary into _output/bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) ./cmd/backup-controller
 
 .PHONY: test
-test: ## Run the unit tests (fake clientsets, no cluster) with the race detector.
+test: ## Run the unit tests (fake clientsets, no cluster) with the race detector, then test-monitoring.
 	$(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory test-monitoring
+
+.PHONY: test-monitoring
+test-monitoring: ## Check the alerts and dashboard in manifests/monitoring against pkg/metrics.
+	cd $(MONITORING_DIR) && $(GO) test -count=1 ./...
 
 .PHONY: fuzz
 fuzz: ## Fuzz the restore reader for FUZZTIME (default 20s): nothing may escape the target.
@@ -47,14 +56,16 @@ verify-gofmt:
 verify-vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+	cd $(MONITORING_DIR) && $(GO) vet ./...
 
 .PHONY: verify-mod
 verify-mod:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result"; exit 1; }
+	@cd $(MONITORING_DIR) && $(GO) mod tidy -diff || { echo "$(MONITORING_DIR)/go.mod/go.sum are not tidy: run 'go mod tidy' there and commit the result"; exit 1; }
 
 .PHONY: run
-run: ## Run the controller locally against $KUBECONFIG (default ~/.kube/config).
-	$(GO) run ./cmd/backup-controller --kubeconfig=$(KUBECONFIG) -v=2
+run: ## Run the controller locally against $KUBECONFIG (default ~/.kube/config); Jobs run $AGENT_IMAGE.
+	$(GO) run ./cmd/backup-controller --kubeconfig=$(KUBECONFIG) --agent-image=$(AGENT_IMAGE) -v=2
 
 .PHONY: clean
 clean: ## Remove build output (not the local node: see make cluster-down).

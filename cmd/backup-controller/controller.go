@@ -12,9 +12,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/klog/v2"
 
 	"platform.example.com/backup-operator/pkg/agent"
@@ -38,6 +40,13 @@ type options struct {
 	kubeAPIQPS       float64
 	kubeAPIBurst     int
 	httpAddress      string
+
+	leaderElect    bool
+	leaseNamespace string
+	leaseName      string
+	leaseDuration  time.Duration
+	renewDeadline  time.Duration
+	retryPeriod    time.Duration
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -53,7 +62,19 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Requests per second the controller may send to the API server, on average; the API server's priority and fairness protects it beyond that.")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Requests the controller may send to the API server in a burst above --kube-api-qps, such as when many policies are due at once.")
 	fs.DurationVar(&o.cacheSyncTimeout, "cache-sync-timeout", 2*time.Minute, "How long to wait for the informer caches to fill before exiting with an error (a missing RBAC permission is the usual cause).")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Run the controllers only while holding a Lease, so that of several replicas exactly one acts and a standby takes over when it dies. Turn off only for a single replica.")
+	fs.StringVar(&o.leaseNamespace, "leader-elect-resource-namespace", "", "Namespace of the leader election Lease. Empty: the pod's own namespace (POD_NAMESPACE), else "+defaultLeaseNamespace+".")
+	fs.StringVar(&o.leaseName, "leader-elect-resource-name", defaultLeaseName, "Name of the leader election Lease.")
+	fs.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long standbys wait after the leader's last renewal before one takes over: the longest a dead leader goes unnoticed.")
+	fs.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew its Lease before it stops its controllers; shorter than the lease duration.")
+	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to take the Lease, and the leader to renew it.")
 }
+
+// The Lease replicas elect a leader with, unless the flags say otherwise.
+const (
+	defaultLeaseName      = "backup-operator"
+	defaultLeaseNamespace = "backup-system"
+)
 
 func (o *options) validate() error {
 	if o.workers < 1 {
@@ -65,7 +86,41 @@ func (o *options) validate() error {
 	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
 		return fmt.Errorf("--kube-api-qps must be positive and --kube-api-burst at least 1, got %g and %d", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
+	if o.leaderElect {
+		if err := o.leaderElection(os.Getenv, "identity").Validate(); err != nil {
+			return fmt.Errorf("--leader-elect-*: %w", err)
+		}
+	}
 	return operator.Validate(o.controllerNames())
+}
+
+// leaderElection is the Lease the flags name. The identity is the pod's name (or the host's)
+// with a random suffix: a restarted pod of the same name is a new candidate, not the holder.
+func (o *options) leaderElection(getenv func(string) string, identity string) operator.LeaderElection {
+	namespace := o.leaseNamespace
+	if namespace == "" {
+		namespace = getenv(envPodNamespace)
+	}
+	if namespace == "" {
+		namespace = defaultLeaseNamespace
+	}
+	return operator.LeaderElection{
+		Namespace:     namespace,
+		Name:          o.leaseName,
+		Identity:      identity,
+		LeaseDuration: o.leaseDuration,
+		RenewDeadline: o.renewDeadline,
+		RetryPeriod:   o.retryPeriod,
+	}
+}
+
+// identity names this process among the candidates for the Lease.
+func identity(getenv func(string) string) string {
+	name := getenv(envPodName)
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return name + "_" + string(uuid.NewUUID())
 }
 
 // controllerNames splits --controllers.
@@ -137,8 +192,18 @@ func runController(ctx context.Context, args []string, stderr io.Writer) error {
 	if config.EventClient, err = kubernetes.NewForConfig(cfg); err != nil {
 		return fmt.Errorf("creating the events client: %w", err)
 	}
+	var healthz *leaderelection.HealthzAdaptor
+	if opts.leaderElect {
+		// A leader that has not renewed its Lease for 20s past its duration is wedged: the
+		// liveness probe fails and the kubelet restarts it.
+		healthz = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
+		le := opts.leaderElection(os.Getenv, identity(os.Getenv))
+		le.Healthz = healthz
+		config.LeaderElection = &le
+		klog.FromContext(ctx).Info("Leader election", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
+	}
 	if opts.httpAddress != "" {
-		endpoints, err := serveEndpoints(ctx, opts.httpAddress, m)
+		endpoints, err := serveEndpoints(ctx, opts.httpAddress, m, healthz)
 		if err != nil {
 			return err
 		}

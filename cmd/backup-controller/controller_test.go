@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -117,10 +118,44 @@ func TestRunControllerRejectsBadFlags(t *testing.T) {
 		{"frobnicate"},
 		{"--controllers", "backuppolicy,archiver"},
 		{"--kube-api-qps", "0"},
+		{"--leader-elect-lease-duration", "10s", "--leader-elect-renew-deadline", "10s"},
+		{"--leader-elect-retry-period", "0s"},
 	} {
 		var stderr bytes.Buffer
 		if err := runController(context.Background(), args, &stderr); err == nil {
 			t.Errorf("runController(%q) accepted bad input", args)
 		}
+	}
+}
+
+func TestLeaderElectionFlags(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	var opts options
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	opts.bind(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !opts.leaderElect {
+		t.Fatal("leader election is off by default; two replicas would both act")
+	}
+	if le := opts.leaderElection(env(map[string]string{envPodNamespace: "ops"}), "id"); le.Namespace != "ops" || le.Name != "backup-operator" {
+		t.Fatalf("in a pod the Lease is %s/%s, want ops/backup-operator (the pod's namespace)", le.Namespace, le.Name)
+	}
+	if le := opts.leaderElection(env(nil), "id"); le.Namespace != "backup-system" {
+		t.Fatalf("outside a pod the Lease is in %q, want backup-system", le.Namespace)
+	}
+	if err := fs.Parse([]string{"--leader-elect-resource-namespace", "elsewhere", "--leader-elect-resource-name", "mine"}); err != nil {
+		t.Fatal(err)
+	}
+	if le := opts.leaderElection(env(map[string]string{envPodNamespace: "ops"}), "id"); le.Namespace != "elsewhere" || le.Name != "mine" {
+		t.Fatalf("the flags name the Lease %s/%s, want elsewhere/mine", le.Namespace, le.Name)
+	}
+
+	a, b := identity(env(map[string]string{envPodName: "backup-controller-x"})), identity(env(map[string]string{envPodName: "backup-controller-x"}))
+	if a == b || !strings.HasPrefix(a, "backup-controller-x_") {
+		t.Fatalf("identities %q and %q: want the pod name and a suffix unique to the process", a, b)
 	}
 }

@@ -9,25 +9,34 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/klog/v2"
 
 	"platform.example.com/backup-operator/pkg/metrics"
 )
 
 // endpoints serves what the kubelet and Prometheus ask the controller: /metrics, /healthz (the
-// process serves requests) and /readyz (the informer caches are full and the controllers run).
+// process serves requests and, as leader, keeps renewing its Lease) and /readyz (the informer
+// caches are full: a standby is ready too, so a rollout proceeds and it can take over at once).
 type endpoints struct {
 	ready  atomic.Bool
 	server *http.Server
 	addr   net.Addr
 }
 
-// serveEndpoints listens on address and serves until shutdown is called.
-func serveEndpoints(ctx context.Context, address string, m *metrics.Metrics) (*endpoints, error) {
+// serveEndpoints listens on address and serves until shutdown is called. A nil leader check
+// (no leader election) leaves /healthz to the process alone.
+func serveEndpoints(ctx context.Context, address string, m *metrics.Metrics, leader *leaderelection.HealthzAdaptor) (*endpoints, error) {
 	e := &endpoints{}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if leader != nil {
+			if err := leader.Check(r); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -2,11 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"platform.example.com/backup-operator/pkg/metrics"
 )
@@ -26,7 +35,7 @@ func get(t *testing.T, url string) (int, string) {
 func TestEndpoints(t *testing.T) {
 	m := metrics.New()
 	m.RunStarted(time.Second)
-	e, err := serveEndpoints(context.Background(), "127.0.0.1:0", m)
+	e, err := serveEndpoints(context.Background(), "127.0.0.1:0", m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,12 +58,69 @@ func TestEndpoints(t *testing.T) {
 }
 
 func TestEndpointsReportABusyAddress(t *testing.T) {
-	e, err := serveEndpoints(context.Background(), "127.0.0.1:0", metrics.New())
+	e, err := serveEndpoints(context.Background(), "127.0.0.1:0", metrics.New(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.shutdown()
-	if _, err := serveEndpoints(context.Background(), e.addr.String(), metrics.New()); err == nil || !strings.Contains(err.Error(), "--http-bind-address") {
+	if _, err := serveEndpoints(context.Background(), e.addr.String(), metrics.New(), nil); err == nil || !strings.Contains(err.Error(), "--http-bind-address") {
 		t.Fatalf("a second server on %s: %v; want an error naming the flag", e.addr, err)
+	}
+}
+
+func TestHealthzFailsForALeaderThatStoppedRenewing(t *testing.T) {
+	kubeClient := kubefake.NewSimpleClientset()
+	var apiDown atomic.Bool
+	kubeClient.PrependReactor("*", "leases", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if apiDown.Load() {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	acquired := make(chan struct{})
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: "backup-system", Name: "backup-operator"},
+			Client:     kubeClient.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: "replica-a"},
+		},
+		LeaseDuration: time.Second, RenewDeadline: 500 * time.Millisecond, RetryPeriod: 100 * time.Millisecond,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(context.Context) { close(acquired) },
+			OnStoppedLeading: func() {},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthz := leaderelection.NewLeaderHealthzAdaptor(0)
+	healthz.SetLeaderElection(elector)
+	e, err := serveEndpoints(context.Background(), "127.0.0.1:0", metrics.New(), healthz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.shutdown()
+	base := "http://" + e.addr.String()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go elector.Run(ctx)
+	<-acquired
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz of a leader renewing its Lease = %d %q, want 200", code, body)
+	}
+	// The renewals stop reaching the API server; the elector still believes it leads. Past
+	// the lease duration, the liveness probe must say so.
+	apiDown.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := get(t, base+"/healthz")
+		if code == http.StatusInternalServerError {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz still %d 5s after the leader stopped renewing a 1s Lease", code)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

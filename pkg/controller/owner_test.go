@@ -70,7 +70,7 @@ func TestWatchJobsOfRoutesJobAndPodEventsToTheOwner(t *testing.T) {
 	pods := factory.Core().V1().Pods()
 
 	r := newRecorder(nil)
-	q := NewQueue("test", r.sync, jobs.Informer().HasSynced, pods.Informer().HasSynced)
+	q := NewQueue("test", r.sync, synced(), jobs.Informer().HasSynced, pods.Informer().HasSynced)
 	if err := q.WatchJobsOf(platformv1.Kind("Backup"), backupUIDs(map[string]types.UID{"db/nightly": "uid-1"}), jobs, pods); err != nil {
 		t.Fatal(err)
 	}
@@ -121,18 +121,16 @@ func TestWatchJobsOfRoutesJobAndPodEventsToTheOwner(t *testing.T) {
 
 func TestOwnerHandlerIgnoresResyncsOfUnchangedObjects(t *testing.T) {
 	r := newRecorder(nil)
-	q := NewQueue("test", r.sync, alwaysSynced)
+	q := NewQueue("test", r.sync, synced())
+	runQueue(t, q, 1)
 	handler := q.OwnerHandler(func(obj metav1.Object) (string, bool) { return obj.GetNamespace() + "/owner", true })
 
 	old := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "j", ResourceVersion: "7"}}
 	handler.OnUpdate(old, old.DeepCopy())
-	if q.Len() != 0 {
-		t.Fatalf("a resync of an unchanged Job queued %d keys", q.Len())
-	}
+	r.expectNone(t, 200*time.Millisecond)
+
 	changed := old.DeepCopy()
 	changed.ResourceVersion = "8"
 	handler.OnUpdate(old, changed)
-	if q.Len() != 1 {
-		t.Fatalf("a changed Job queued %d keys, want 1", q.Len())
-	}
+	r.expect(t, "db/owner", 5*time.Second)
 }

@@ -23,38 +23,63 @@ type SyncFunc func(ctx context.Context, namespace, name string) (requeueAfter ti
 // Queue is one resource's work queue and its workers, in the shape of the sample-controller:
 // event handlers add keys, workers pop them and call the sync function, failures are retried with
 // per-key exponential backoff. A key is never synced by two workers at once.
+//
+// Keys are queued only while Run runs. A replica that does not hold the leader Lease keeps its
+// informers warm but queues nothing; when it starts to lead, Run queues every object of the kind
+// once, so the new leader syncs each as the informer's first list would have.
 type Queue struct {
-	name   string
-	queue  workqueue.TypedRateLimitingInterface[string]
-	sync   SyncFunc
-	synced []cache.InformerSynced
+	name    string
+	sync    SyncFunc
+	primary Primary
+	synced  []cache.InformerSynced
+
+	mu sync.RWMutex
+	// queue is nil while Run does not run; each Run gets a fresh one, as a shut-down workqueue
+	// cannot be reused.
+	queue workqueue.TypedRateLimitingInterface[string]
+}
+
+// Primary is the informer of the kind a queue syncs: its cache lists the keys a new run starts with.
+type Primary interface {
+	HasSynced() bool
+	GetStore() cache.Store
 }
 
 // NewQueue returns a queue named for its resource (the name labels its workqueue metrics) that
-// calls sync once the informers behind synced have filled their caches.
-func NewQueue(name string, sync SyncFunc, synced ...cache.InformerSynced) *Queue {
+// syncs the objects of primary once primary and the informers behind synced have filled their
+// caches.
+func NewQueue(name string, sync SyncFunc, primary Primary, synced ...cache.InformerSynced) *Queue {
 	return &Queue{
-		name: name,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: name},
-		),
-		sync:   sync,
-		synced: synced,
+		name:    name,
+		sync:    sync,
+		primary: primary,
+		synced:  append([]cache.InformerSynced{primary.HasSynced}, synced...),
 	}
 }
 
 // Name is the queue's resource name.
 func (q *Queue) Name() string { return q.name }
 
+// active returns the running workqueue, or nil while Run does not run.
+func (q *Queue) active() workqueue.TypedRateLimitingInterface[string] {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	return q.queue
+}
+
 // Add queues a key for a sync.
-func (q *Queue) Add(key string) { q.queue.Add(key) }
+func (q *Queue) Add(key string) {
+	if wq := q.active(); wq != nil {
+		wq.Add(key)
+	}
+}
 
 // AddAfter queues a key for a sync once d has passed.
-func (q *Queue) AddAfter(key string, d time.Duration) { q.queue.AddAfter(key, d) }
-
-// Len is the number of keys waiting; tests use it to assert that nothing was queued.
-func (q *Queue) Len() int { return q.queue.Len() }
+func (q *Queue) AddAfter(key string, d time.Duration) {
+	if wq := q.active(); wq != nil {
+		wq.AddAfter(key, d)
+	}
+}
 
 // Enqueue queues the key of an informer object, including the tombstone of a deleted one.
 func (q *Queue) Enqueue(obj interface{}) {
@@ -63,7 +88,7 @@ func (q *Queue) Enqueue(obj interface{}) {
 		utilruntime.HandleError(fmt.Errorf("%s: cannot make a key for %T: %w", q.name, obj, err))
 		return
 	}
-	q.queue.Add(key)
+	q.Add(key)
 }
 
 // Handler queues the object itself on every add, update and delete.
@@ -75,9 +100,11 @@ func (q *Queue) Handler() cache.ResourceEventHandler {
 	}
 }
 
-// Run waits for the informer caches, then runs workers until ctx is cancelled. On cancellation
-// it stops handing out keys, lets each worker finish the key in hand, and returns. Callers that
-// must not wait forever for the caches bound ctx or wait for the caches themselves first.
+// Run waits for the informer caches, queues every object of the primary kind, then runs workers
+// until ctx is cancelled. On cancellation it stops queueing and handing out keys, lets each
+// worker finish the key in hand, and returns; the keys still waiting are dropped, and the next
+// Run queues every object again. Callers that must not wait forever for the caches bound ctx or
+// wait for the caches themselves first. Runs must not overlap.
 func (q *Queue) Run(ctx context.Context, workers int) {
 	defer utilruntime.HandleCrash()
 	logger := klog.FromContext(ctx).WithValues("controller", q.name)
@@ -85,8 +112,19 @@ func (q *Queue) Run(ctx context.Context, workers int) {
 	logger.Info("Waiting for informer caches to sync")
 	if !cache.WaitForCacheSync(ctx.Done(), q.synced...) {
 		// Only a cancelled ctx ends the wait unsynced.
-		q.queue.ShutDown()
 		return
+	}
+
+	wq := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: q.name},
+	)
+	q.mu.Lock()
+	q.queue = wq
+	q.mu.Unlock()
+	// After the queue is active, so that no change between the listing and now is missed.
+	for _, key := range q.primary.GetStore().ListKeys() {
+		wq.Add(key)
 	}
 
 	logger.Info("Starting workers", "count", workers)
@@ -97,47 +135,55 @@ func (q *Queue) Run(ctx context.Context, workers int) {
 			defer wg.Done()
 			// A worker returns only when the queue shuts down. A panicking sync crashes the
 			// process, as in the upstream controllers: a restarted pod beats a wedged worker.
-			wait.UntilWithContext(ctx, q.runWorker, time.Second)
+			wait.UntilWithContext(ctx, func(ctx context.Context) { q.runWorker(ctx, wq) }, time.Second)
 		}()
 	}
 
 	<-ctx.Done()
 	logger.Info("Shutting down workers")
-	q.queue.ShutDown()
+	q.mu.Lock()
+	q.queue = nil
+	q.mu.Unlock()
+	wq.ShutDown()
 	wg.Wait()
 	logger.Info("Workers stopped")
 }
 
-func (q *Queue) runWorker(ctx context.Context) {
-	for q.processNextWorkItem(ctx) {
+func (q *Queue) runWorker(ctx context.Context, wq workqueue.TypedRateLimitingInterface[string]) {
+	for q.processNextWorkItem(ctx, wq) {
 	}
 }
 
-func (q *Queue) processNextWorkItem(ctx context.Context) bool {
-	key, shutdown := q.queue.Get()
+func (q *Queue) processNextWorkItem(ctx context.Context, wq workqueue.TypedRateLimitingInterface[string]) bool {
+	key, shutdown := wq.Get()
 	if shutdown {
 		return false
 	}
-	defer q.queue.Done(key)
+	defer wq.Done(key)
+	// A shut-down workqueue still hands out the keys it holds; a stopping controller (one that
+	// lost its Lease, above all) must not sync them.
+	if ctx.Err() != nil {
+		return false
+	}
 
 	logger := klog.FromContext(ctx).WithValues("controller", q.name, "key", key)
 	namespace, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		// A malformed key can never sync; retrying it would only loop.
 		logger.Error(err, "Dropping malformed key")
-		q.queue.Forget(key)
+		wq.Forget(key)
 		return true
 	}
 	requeueAfter, err := q.sync(klog.NewContext(ctx, logger), namespace, name)
 	switch {
 	case err != nil:
-		utilruntime.HandleErrorWithContext(ctx, err, "Sync failed; will retry with backoff", "controller", q.name, "key", key, "retries", q.queue.NumRequeues(key))
-		q.queue.AddRateLimited(key)
+		utilruntime.HandleErrorWithContext(ctx, err, "Sync failed; will retry with backoff", "controller", q.name, "key", key, "retries", wq.NumRequeues(key))
+		wq.AddRateLimited(key)
 	case requeueAfter > 0:
-		q.queue.Forget(key)
-		q.queue.AddAfter(key, requeueAfter)
+		wq.Forget(key)
+		wq.AddAfter(key, requeueAfter)
 	default:
-		q.queue.Forget(key)
+		wq.Forget(key)
 	}
 	return true
 }

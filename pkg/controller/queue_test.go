@@ -59,7 +59,43 @@ func (r *recorder) expectNone(t *testing.T, within time.Duration) {
 	}
 }
 
-func alwaysSynced() bool { return true }
+// fakePrimary is a primary informer: a store of objects and whether it has synced.
+type fakePrimary struct {
+	cache.Store
+	mu     sync.Mutex
+	synced bool
+}
+
+func newPrimary(synced bool, objs ...interface{}) *fakePrimary {
+	p := &fakePrimary{Store: cache.NewStore(cache.MetaNamespaceKeyFunc), synced: synced}
+	for _, obj := range objs {
+		if err := p.Add(obj); err != nil {
+			panic(err)
+		}
+	}
+	return p
+}
+
+func (p *fakePrimary) HasSynced() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.synced
+}
+
+func (p *fakePrimary) setSynced() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.synced = true
+}
+
+func (p *fakePrimary) GetStore() cache.Store { return p.Store }
+
+// synced is a primary informer with nothing in its cache.
+func synced() *fakePrimary { return newPrimary(true) }
+
+func backupObject(namespace, name string) *platformv1.Backup {
+	return &platformv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+}
 
 // runQueue runs q until the test ends and returns a channel closed when Run has returned.
 func runQueue(t *testing.T, q *Queue, workers int) (context.CancelFunc, <-chan struct{}) {
@@ -74,12 +110,23 @@ func runQueue(t *testing.T, q *Queue, workers int) (context.CancelFunc, <-chan s
 		cancel()
 		<-done
 	})
+	// Keys added before Run is active are dropped, as on a standby replica; wait for it unless
+	// the test holds the caches back.
+	if q.primary.HasSynced() {
+		deadline := time.Now().Add(5 * time.Second)
+		for q.active() == nil {
+			if time.Now().After(deadline) {
+				t.Fatal("the queue did not become active within 5s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	return cancel, done
 }
 
 func TestQueueSyncsEnqueuedObjectsByNamespaceAndName(t *testing.T) {
 	r := newRecorder(nil)
-	q := NewQueue("test", r.sync, alwaysSynced)
+	q := NewQueue("test", r.sync, synced())
 	runQueue(t, q, 1)
 
 	q.Enqueue(&platformv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "nightly"}})
@@ -98,7 +145,7 @@ func TestQueueRetriesFailedSyncsWithBackoff(t *testing.T) {
 		}
 		return 0, nil
 	})
-	q := NewQueue("test", r.sync, alwaysSynced)
+	q := NewQueue("test", r.sync, synced())
 	runQueue(t, q, 1)
 
 	q.Add("db/flaky")
@@ -120,7 +167,7 @@ func TestQueueRequeuesAfterTheDurationSyncAsksFor(t *testing.T) {
 		}
 		return 0, nil
 	})
-	q := NewQueue("test", r.sync, alwaysSynced)
+	q := NewQueue("test", r.sync, synced())
 	runQueue(t, q, 1)
 
 	start := time.Now()
@@ -135,7 +182,7 @@ func TestQueueRequeuesAfterTheDurationSyncAsksFor(t *testing.T) {
 
 func TestQueueDropsMalformedKeys(t *testing.T) {
 	r := newRecorder(nil)
-	q := NewQueue("test", r.sync, alwaysSynced)
+	q := NewQueue("test", r.sync, synced())
 	runQueue(t, q, 1)
 
 	q.Add("a/b/c")
@@ -146,21 +193,74 @@ func TestQueueDropsMalformedKeys(t *testing.T) {
 
 func TestQueueWaitsForCachesBeforeSyncing(t *testing.T) {
 	r := newRecorder(nil)
-	var mu sync.Mutex
-	synced := false
-	q := NewQueue("test", r.sync, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return synced
-	})
-	q.Add("db/early")
+	primary := newPrimary(false, backupObject("db", "early"))
+	q := NewQueue("test", r.sync, primary)
 	runQueue(t, q, 1)
 	r.expectNone(t, 300*time.Millisecond)
 
-	mu.Lock()
-	synced = true
-	mu.Unlock()
+	primary.setSynced()
 	r.expect(t, "db/early", 5*time.Second)
+}
+
+func TestQueueQueuesNothingWhileNotRunning(t *testing.T) {
+	r := newRecorder(nil)
+	q := NewQueue("test", r.sync, synced())
+	// A standby replica's handlers fire, but nothing is kept for later: the next Run lists.
+	q.Add("db/standby")
+	q.Enqueue(backupObject("db", "standby-too"))
+	runQueue(t, q, 1)
+	r.expectNone(t, 300*time.Millisecond)
+}
+
+func TestQueueEachRunStartsWithEveryPrimaryObject(t *testing.T) {
+	r := newRecorder(nil)
+	primary := newPrimary(true, backupObject("db", "a"), backupObject("db", "b"))
+	q := NewQueue("test", r.sync, primary)
+
+	for run := 1; run <= 2; run++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			q.Run(ctx, 1)
+		}()
+		seen := map[string]bool{}
+		for len(seen) < 2 {
+			select {
+			case key := <-r.seen:
+				seen[key] = true
+			case <-time.After(5 * time.Second):
+				t.Fatalf("run %d synced only %v; want db/a and db/b", run, seen)
+			}
+		}
+		cancel()
+		<-done
+		// Between runs, as on a replica that lost its Lease, keys are not queued.
+		q.Add("db/between")
+	}
+	r.expectNone(t, 100*time.Millisecond)
+}
+
+func TestQueueStopsHandingOutKeysOnceStopped(t *testing.T) {
+	release := make(chan struct{})
+	r := newRecorder(func(call int, _ string) (time.Duration, error) {
+		if call == 1 {
+			<-release
+		}
+		return 0, nil
+	})
+	q := NewQueue("test", r.sync, synced())
+	cancel, done := runQueue(t, q, 1)
+
+	q.Add("db/first")
+	r.expect(t, "db/first", 5*time.Second)
+	q.Add("db/waiting")
+	cancel()
+	close(release)
+	<-done
+	// A shut-down workqueue would still hand out db/waiting; a stopped controller must not
+	// sync it, as it may no longer hold the Lease.
+	r.expectNone(t, 100*time.Millisecond)
 }
 
 func TestQueueShutdownFinishesTheKeyInHand(t *testing.T) {
@@ -170,7 +270,7 @@ func TestQueueShutdownFinishesTheKeyInHand(t *testing.T) {
 		<-release
 		close(finished)
 		return 0, nil
-	}, alwaysSynced)
+	}, synced())
 	cancel, done := runQueue(t, q, 1)
 
 	q.Add("db/long")
@@ -210,7 +310,7 @@ func TestQueueNeverSyncsOneKeyConcurrently(t *testing.T) {
 		running--
 		mu.Unlock()
 		return 0, nil
-	}, alwaysSynced)
+	}, synced())
 	runQueue(t, q, 4)
 	for i := 0; i < 20; i++ {
 		q.Add("db/hot")

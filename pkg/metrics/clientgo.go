@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/tools/leaderelection"
 	clientmetrics "k8s.io/client-go/tools/metrics"
 	"k8s.io/client-go/util/workqueue"
 )
 
 var registerClientGo sync.Once
 
-// RegisterClientGo connects client-go's workqueue and REST client metrics to m's registry. The
+// RegisterClientGo connects client-go's workqueue, REST client and leader election metrics to m's
+// registry. The
 // hooks are process-wide and take one provider each, so only the first call has an effect; call
 // it before the first workqueue or client is made.
 func (m *Metrics) RegisterClientGo() {
@@ -22,7 +24,11 @@ func (m *Metrics) RegisterClientGo() {
 		r := newRESTMetrics()
 		m.registry.MustRegister(q.collectors()...)
 		m.registry.MustRegister(r.requests, r.latency)
+		leader := newLeaderStatus()
+		m.registry.MustRegister(leader)
+		leaderStatus.Store(leader)
 		workqueue.SetProvider(q)
+		leaderelection.SetProvider(leaderProvider{leader})
 		clientmetrics.Register(clientmetrics.RegisterOpts{RequestResult: r, RequestLatency: r})
 	})
 }

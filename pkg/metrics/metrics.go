@@ -1,8 +1,8 @@
-// Package metrics is what the operator tells Prometheus: when each policy last succeeded, how
-// backups and restores end and how long they take, how large archives are, how late scheduled
-// runs start, what retention deleted; plus client-go's workqueue and API client metrics and the
-// Go and process collectors. Alerts key on these names, so they follow Prometheus conventions
-// and do not change meaning.
+// Package metrics is what the operator tells Prometheus: when each policy last succeeded and
+// how long it may go without a success, how backups and restores end and how long they take,
+// how large archives are, how late scheduled runs start, what retention deleted; plus
+// client-go's workqueue and API client metrics and the Go and process collectors. Alerts key on
+// these names, so they follow Prometheus conventions and do not change meaning.
 package metrics
 
 import (
@@ -28,6 +28,8 @@ type Metrics struct {
 	registry *prometheus.Registry
 
 	lastSuccess      *prometheus.GaugeVec
+	policyInterval   *prometheus.GaugeVec
+	policyCreated    *prometheus.GaugeVec
 	backups          *prometheus.CounterVec
 	restores         *prometheus.CounterVec
 	backupDuration   *prometheus.HistogramVec
@@ -48,6 +50,14 @@ func New() *Metrics {
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_successful_backup_timestamp_seconds",
 			Help: "Unix time at which the latest Backup of a policy completed. Alert when time() minus this exceeds the policy's interval.",
+		}, []string{"namespace", "policy"}),
+		policyInterval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_schedule_interval_seconds",
+			Help: "Seconds from a policy's latest scheduled time to its next one, while it schedules runs (not suspended, valid spec). Alert when the last success is older than a multiple of it.",
+		}, []string{"namespace", "policy"}),
+		policyCreated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_created_timestamp_seconds",
+			Help: "Unix creation time of a policy, while it schedules runs: the age to alert on for a policy that never succeeded.",
 		}, []string{"namespace", "policy"}),
 		backups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "backups_total",
@@ -85,8 +95,8 @@ func New() *Metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.lastSuccess, m.backups, m.restores, m.backupDuration, m.restoreDuration,
-		m.archiveSize, m.scheduleSkew, m.retentionDeleted,
+		m.lastSuccess, m.policyInterval, m.policyCreated, m.backups, m.restores,
+		m.backupDuration, m.restoreDuration, m.archiveSize, m.scheduleSkew, m.retentionDeleted,
 	)
 	return m
 }
@@ -128,6 +138,31 @@ func (m *Metrics) PolicySucceeded(namespace, policy string, at time.Time) {
 	m.lastSuccess.WithLabelValues(namespace, policy).Set(float64(at.Unix()))
 }
 
+// PolicyScheduled records that a policy schedules runs, and how long it may now go without a
+// new backup, so that a "no recent backup" alert can follow each policy's own schedule and
+// fire for a policy that never succeeded, once it is older than that.
+func (m *Metrics) PolicyScheduled(namespace, policy string, created time.Time, interval time.Duration) {
+	if m == nil {
+		return
+	}
+	m.policyInterval.WithLabelValues(namespace, policy).Set(interval.Seconds())
+	m.policyCreated.WithLabelValues(namespace, policy).Set(float64(created.Unix()))
+	// increase() cannot see the increment a series is born with: with the policy's counters at
+	// zero from the start, its first failure after a restart raises the failure alert too.
+	m.backups.WithLabelValues(namespace, policy, ResultCompleted)
+	m.backups.WithLabelValues(namespace, policy, ResultFailed)
+}
+
+// PolicyUnscheduled drops the series of PolicyScheduled for a policy that schedules no runs
+// (suspended, or with a spec to fix), so that no "no recent backup" alert fires for it.
+func (m *Metrics) PolicyUnscheduled(namespace, policy string) {
+	if m == nil {
+		return
+	}
+	m.policyInterval.DeleteLabelValues(namespace, policy)
+	m.policyCreated.DeleteLabelValues(namespace, policy)
+}
+
 // RunStarted records how late a scheduled run created its Backups.
 func (m *Metrics) RunStarted(skew time.Duration) {
 	if m == nil {
@@ -152,10 +187,24 @@ func (m *Metrics) ForgetPolicy(namespace, policy string) {
 	}
 	labels := prometheus.Labels{"namespace": namespace, "policy": policy}
 	m.lastSuccess.DeletePartialMatch(labels)
+	m.policyInterval.DeletePartialMatch(labels)
+	m.policyCreated.DeletePartialMatch(labels)
 	m.backups.DeletePartialMatch(labels)
 	m.backupDuration.DeletePartialMatch(labels)
 	m.archiveSize.DeletePartialMatch(labels)
 	m.retentionDeleted.DeletePartialMatch(labels)
+}
+
+// ForgetPolicies drops every policy's gauges when this replica stops leading: the new leader
+// reports them from its own syncs, and a standby's would only go stale beside them. Counters
+// and histograms stay; they only ever grow.
+func (m *Metrics) ForgetPolicies() {
+	if m == nil {
+		return
+	}
+	m.lastSuccess.Reset()
+	m.policyInterval.Reset()
+	m.policyCreated.Reset()
 }
 
 // Sample is the value of the first series of the named metric: a counter's or gauge's value, or

@@ -18,6 +18,7 @@ func TestMetricNamesFollowPrometheusConventions(t *testing.T) {
 	m.BackupFinished("db", "daily", ResultCompleted, 6*time.Second, 1<<30)
 	m.RestoreFinished("db", ResultFailed, time.Second)
 	m.PolicySucceeded("db", "daily", time.Unix(1_700_000_000, 0))
+	m.PolicyScheduled("db", "daily", time.Unix(1_600_000_000, 0), 24*time.Hour)
 	m.RunStarted(300 * time.Millisecond)
 	m.RetentionDeleted("db", "daily", 2)
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "lint"})
@@ -62,6 +63,41 @@ func TestRecording(t *testing.T) {
 	}
 }
 
+func TestPolicySchedule(t *testing.T) {
+	m := New()
+	m.PolicyScheduled("db", "daily", time.Unix(1_600_000_000, 0), 24*time.Hour)
+	m.PolicyScheduled("db", "weekly", time.Unix(1_600_000_500, 0), 7*24*time.Hour)
+	m.PolicyScheduled("db", "daily", time.Unix(1_600_000_000, 0), 23*time.Hour) // across a DST change
+	if got := testutil.ToFloat64(m.policyInterval.WithLabelValues("db", "daily")); got != 23*3600 {
+		t.Fatalf("interval = %v, want the latest, in seconds", got)
+	}
+	if got := testutil.ToFloat64(m.policyCreated.WithLabelValues("db", "weekly")); got != 1_600_000_500 {
+		t.Fatalf("created = %v", got)
+	}
+	// Both results of both policies, at zero before any Backup ends.
+	if n := testutil.CollectAndCount(m.backups); n != 4 {
+		t.Fatalf("%d backup counters for two scheduled policies, want 4 at zero", n)
+	}
+	m.BackupFinished("db", "daily", ResultFailed, time.Second, 0)
+	if got := testutil.ToFloat64(m.backups.WithLabelValues("db", "daily", ResultFailed)); got != 1 {
+		t.Fatalf("failed backups = %v, want 1", got)
+	}
+
+	m.PolicyUnscheduled("db", "daily")
+	if n := testutil.CollectAndCount(m.policyInterval); n != 1 {
+		t.Fatalf("%d interval series after unscheduling one of two policies, want 1", n)
+	}
+	if n := testutil.CollectAndCount(m.policyCreated); n != 1 {
+		t.Fatalf("%d created series after unscheduling one of two policies, want 1", n)
+	}
+	m.PolicyUnscheduled("db", "daily") // again: nothing to drop, no panic
+
+	m.ForgetPolicy("db", "weekly")
+	if n := testutil.CollectAndCount(m.policyInterval) + testutil.CollectAndCount(m.policyCreated); n != 0 {
+		t.Fatalf("%d schedule series left for a forgotten policy", n)
+	}
+}
+
 func TestSample(t *testing.T) {
 	m := New()
 	if got := m.Sample("backup_operator_backups_total"); got != 0 {
@@ -85,6 +121,8 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.BackupFinished("db", "daily", ResultCompleted, time.Second, 1)
 	m.RestoreFinished("db", ResultCompleted, time.Second)
 	m.PolicySucceeded("db", "daily", time.Now())
+	m.PolicyScheduled("db", "daily", time.Now(), time.Hour)
+	m.PolicyUnscheduled("db", "daily")
 	m.RunStarted(time.Second)
 	m.RetentionDeleted("db", "daily", 1)
 	m.ForgetPolicy("db", "daily")

@@ -60,6 +60,9 @@ type Config struct {
 	// EventClient, when set, is the client Events are written with. A client of its own has a
 	// rate limiter of its own, so that the story of a burst of runs does not slow the runs.
 	EventClient kubernetes.Interface
+	// LeaderElection, when set, runs the controllers only while this replica holds the Lease;
+	// nil runs them at once, for a single replica.
+	LeaderElection *LeaderElection
 }
 
 // runner is one controller.
@@ -95,12 +98,21 @@ func Validate(names []string) error {
 }
 
 // Run builds the informers, the event recorder and the controllers, waits for the caches, runs
-// the controllers until ctx is cancelled, and then stops them all, each finishing the item in
-// hand. It fails when the caches do not fill within cfg.CacheSyncTimeout.
+// the controllers until ctx is cancelled (with leader election, only while this replica leads),
+// and then stops them all, each finishing the item in hand. It fails when the caches do not fill
+// within cfg.CacheSyncTimeout, or when this replica could never take the Lease.
 func Run(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, client versioned.Interface) error {
 	logger := klog.FromContext(ctx)
 	if err := Validate(cfg.Controllers); err != nil {
 		return err
+	}
+	if le := cfg.LeaderElection; le != nil {
+		if err := le.Validate(); err != nil {
+			return err
+		}
+		if err := checkLease(ctx, kubeClient, *le); err != nil {
+			return err
+		}
 	}
 	names := cfg.Controllers
 	if len(names) == 0 {
@@ -155,22 +167,28 @@ func Run(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	if err := waitForCaches(ctx, cfg.CacheSyncTimeout, deps); err != nil {
 		return err
 	}
-	logger.Info("Caches synced; starting controllers", "controllers", names, "namespace", namespaceOrAll(cfg.Namespace), "workers", cfg.Workers)
 	if cfg.Synced != nil {
 		cfg.Synced()
 	}
-
-	var wg sync.WaitGroup
-	for _, r := range runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.Run(ctx, cfg.Workers)
-		}()
+	runControllers := func(ctx context.Context) {
+		logger.Info("Starting controllers", "controllers", names, "namespace", namespaceOrAll(cfg.Namespace), "workers", cfg.Workers)
+		var wg sync.WaitGroup
+		for _, r := range runners {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.Run(ctx, cfg.Workers)
+			}()
+		}
+		wg.Wait()
+		logger.Info("Controllers stopped")
 	}
-	wg.Wait()
-	logger.Info("Controllers stopped")
-	return nil
+	if cfg.LeaderElection == nil {
+		runControllers(ctx)
+		return nil
+	}
+	logger.Info("Caches synced; standing by until this replica holds the Lease")
+	return lead(ctx, *cfg.LeaderElection, kubeClient, deps.Recorder, cfg.Metrics, runControllers)
 }
 
 // waitForCaches waits for every informer to list its objects once, and says which did not.

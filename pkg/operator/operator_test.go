@@ -15,6 +15,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+	"platform.example.com/backup-operator/pkg/generated/clientset/versioned"
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned/fake"
 )
 
@@ -67,17 +68,7 @@ func TestRunStartsAndStopsCleanly(t *testing.T) {
 	}
 
 	// The wiring reaches the sync handlers: the policy's status gets its next run.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		p, err := client.PlatformV1().BackupPolicies("db").Get(ctx, "daily-backups", metav1.GetOptions{})
-		if err == nil && p.Status.NextScheduleTime != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the policy was not synced: status %+v, err %v", p.Status, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitPolicySynced(t, client, "db", "daily-backups")
 
 	cancel()
 	select {
@@ -97,6 +88,22 @@ func TestRunStartsAndStopsCleanly(t *testing.T) {
 		default:
 			t.Errorf("unexpected API write: %s %s/%s", a.GetVerb(), a.GetResource().Resource, a.GetSubresource())
 		}
+	}
+}
+
+// waitPolicySynced waits for a policy's status to show its next run: a controller synced it.
+func waitPolicySynced(t *testing.T, client versioned.Interface, namespace, name string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, err := client.PlatformV1().BackupPolicies(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err == nil && p.Status.NextScheduleTime != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("policy %s/%s was not synced: status %+v, err %v", namespace, name, p.Status, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

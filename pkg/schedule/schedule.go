@@ -168,3 +168,24 @@ func (s *Schedule) MostRecent(after, now time.Time) (time.Time, int64, bool) {
 	// The count is for messages ("missed about N runs"), so the first interval will do.
 	return latest, (latest.Unix()-first.Unix())/interval + 1, true
 }
+
+// Interval is the time between the latest scheduled time at or before now and the one after it:
+// how long a policy may go without a new backup right now. It follows the schedule's shape, so
+// a weekday schedule gives 72h over the weekend and 24h during the week, and a daily schedule
+// 23h or 25h across a daylight saving change. With no scheduled time in the last ten years it is
+// the gap between the next two; zero when the schedule has no time after now.
+func (s *Schedule) Interval(now time.Time) time.Duration {
+	// Measured from the latest time with Next, not up to Next(now): an @every schedule's grid is
+	// set by its first time, and the two would belong to different grids.
+	from, _, ok := s.MostRecent(time.Unix(now.Unix()-maxStepBack, 0), now)
+	if !ok {
+		if from = s.Next(now); from.IsZero() {
+			return 0
+		}
+	}
+	to := s.Next(from)
+	if to.IsZero() {
+		return 0
+	}
+	return to.Sub(from)
+}

@@ -285,3 +285,39 @@ func TestMostRecentOverCenturiesReturns(t *testing.T) {
 		t.Fatal("MostRecent walked the centuries one day at a time")
 	}
 }
+
+func TestInterval(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2026: clocks go 02:00 -> 03:00 on 8 March and 02:00 -> 01:00 on 1 November in New York.
+	nyAt := func(month time.Month, day, hour int) time.Time { return time.Date(2026, month, day, hour, 0, 0, 0, ny) }
+	utcAt := func(month time.Month, day, hour int) time.Time {
+		return time.Date(2026, month, day, hour, 0, 0, 0, time.UTC)
+	}
+	tests := []struct {
+		name, spec, zone string
+		now              time.Time
+		want             time.Duration
+	}{
+		{"hourly", "0 * * * *", "", utcAt(5, 19, 10).Add(time.Minute), time.Hour},
+		{"hourly, exactly at a scheduled time", "0 * * * *", "", utcAt(5, 19, 10), time.Hour},
+		{"daily", "0 2 * * *", "", utcAt(5, 19, 12), 24 * time.Hour},
+		{"@every starts its grid at its first time", "@every 6h", "", utcAt(5, 19, 12).Add(17 * time.Minute), 6 * time.Hour},
+		{"weekdays, midweek", "0 2 * * 1-5", "", utcAt(5, 20, 12), 24 * time.Hour},              // Wednesday
+		{"weekdays, Friday after the run", "0 2 * * 1-5", "", utcAt(5, 22, 12), 72 * time.Hour}, // to Monday
+		{"weekdays, Sunday", "0 2 * * 1-5", "", utcAt(5, 24, 12), 72 * time.Hour},
+		{"weekdays, Monday before the run", "0 2 * * 1-5", "", utcAt(5, 25, 1), 72 * time.Hour},
+		{"daily, the day the clocks skip 02:00", "0 2 * * *", "America/New_York", nyAt(3, 8, 12), 23 * time.Hour},
+		{"daily, the day before the clocks go back", "0 2 * * *", "America/New_York", nyAt(10, 31, 12), 25 * time.Hour},
+		{"leap days only", "0 0 29 2 *", "", utcAt(6, 1, 0), time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC).Sub(time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := mustParse(t, tc.spec, tc.zone).Interval(tc.now); got != tc.want {
+				t.Fatalf("Interval(%v) = %s, want %s", tc.now, got, tc.want)
+			}
+		})
+	}
+}

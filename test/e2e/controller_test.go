@@ -40,47 +40,12 @@ func TestControllerBecomesReady(t *testing.T) {
 	if sa := d.Spec.Template.Spec.ServiceAccountName; sa != controllerAccount {
 		t.Errorf("the controller runs as ServiceAccount %q, want %q", sa, controllerAccount)
 	}
-	Eventually(t, 3*time.Minute, time.Second, "the controller's Deployment to be Available and up to date", func() (bool, error) {
-		d, err := e.Kube.AppsV1().Deployments(operatorNamespace).Get(ctx, controllerName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want ||
-			d.Status.ReadyReplicas != want || d.Status.Replicas != want {
-			return false, fmt.Errorf("generation %d observed %d, replicas %d updated %d ready %d (want %d)",
-				d.Generation, d.Status.ObservedGeneration, d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, want)
-		}
-		for _, c := range d.Status.Conditions {
-			if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, fmt.Errorf("not Available yet")
-	})
-
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pods, err := e.Kube.CoreV1().Pods(operatorNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-			continue
-		}
+	pods := waitControllerReady(t, e)
+	for _, p := range pods {
 		if p.Spec.ServiceAccountName != controllerAccount {
 			t.Errorf("pod %s runs as %q", p.Name, p.Spec.ServiceAccountName)
 		}
 		for _, cs := range p.Status.ContainerStatuses {
-			if !cs.Ready {
-				t.Errorf("pod %s container %s is not ready", p.Name, cs.Name)
-			}
 			if cs.RestartCount > 0 {
 				t.Errorf("pod %s container %s restarted %d times", p.Name, cs.Name, cs.RestartCount)
 			}
@@ -98,7 +63,72 @@ func TestControllerBecomesReady(t *testing.T) {
 			}
 		}
 	}
+
+	// Exactly one replica leads, and each says which it is on /metrics.
+	leader := leaderPod(t, e)
+	for _, p := range pods {
+		want := "0"
+		if p.Name == leader {
+			want = "1"
+		}
+		metrics := scrape(t, p)
+		if line := `leader_election_master_status{name="backup-operator"} ` + want; !strings.Contains(metrics, line) {
+			t.Errorf("pod %s (leader %s) does not report %q on /metrics", p.Name, leader, line)
+		}
+	}
 	checkNoBroadBindings(t, e)
+}
+
+// waitControllerReady waits until the Deployment has all its replicas up to date and ready, and
+// returns their pods.
+func waitControllerReady(t *testing.T, e *Env) []corev1.Pod {
+	t.Helper()
+	ctx := testContext(t)
+	var pods []corev1.Pod
+	Eventually(t, 3*time.Minute, time.Second, "the controller's Deployment to be Available with every replica up to date and ready", func() (bool, error) {
+		d, err := e.Kube.AppsV1().Deployments(operatorNamespace).Get(ctx, controllerName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want ||
+			d.Status.ReadyReplicas != want || d.Status.Replicas != want {
+			return false, fmt.Errorf("generation %d observed %d, replicas %d updated %d ready %d (want %d)",
+				d.Generation, d.Status.ObservedGeneration, d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, want)
+		}
+		available := false
+		for _, c := range d.Status.Conditions {
+			available = available || c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue
+		}
+		if !available {
+			return false, fmt.Errorf("not Available yet")
+		}
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil {
+			return false, err
+		}
+		list, err := e.Kube.CoreV1().Pods(operatorNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			return false, err
+		}
+		pods = pods[:0]
+		for _, p := range list.Items {
+			if p.DeletionTimestamp != nil {
+				return false, fmt.Errorf("pod %s is terminating", p.Name)
+			}
+			for _, cs := range p.Status.ContainerStatuses {
+				if !cs.Ready {
+					return false, fmt.Errorf("pod %s container %s is not ready", p.Name, cs.Name)
+				}
+			}
+			pods = append(pods, p)
+		}
+		return int32(len(pods)) == want, fmt.Errorf("%d pods, want %d", len(pods), want)
+	})
+	return pods
 }
 
 // rbacRefusal matches the API server's message for a request RBAC denied.
@@ -163,6 +193,8 @@ func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
 		{"update", "restores." + group, "--subresource=status", "-n", "default"},
 		{"create", "jobs.batch", "-n", "default"},
 		{"list", "persistentvolumeclaims", "--all-namespaces"},
+		{"get", "leases.coordination.k8s.io/backup-operator", "-n", operatorNamespace},
+		{"update", "leases.coordination.k8s.io/backup-operator", "-n", operatorNamespace},
 	} {
 		if ok, answer := canI(args...); !ok {
 			t.Errorf("kubectl auth can-i %s --as=%s: %s, want yes", strings.Join(args, " "), controllerAccountUser, answer)
@@ -187,6 +219,9 @@ func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
 		{"delete", "nodes"},
 		{"delete", "persistentvolumes"},
 		{"delete", "customresourcedefinitions.apiextensions.k8s.io"},
+		// Only its own Lease, and only in its own namespace.
+		{"update", "leases.coordination.k8s.io/kube-scheduler", "-n", operatorNamespace},
+		{"update", "leases.coordination.k8s.io/backup-operator", "-n", "kube-system"},
 	} {
 		if ok, answer := canI(args...); ok {
 			t.Errorf("kubectl auth can-i %s --as=%s: %s, want no", strings.Join(args, " "), controllerAccountUser, answer)

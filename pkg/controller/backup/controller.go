@@ -81,8 +81,7 @@ func NewController(deps controller.Deps) (*Controller, error) {
 		pods:     podInformer.Lister(),
 		claims:   claimInformer.Lister(),
 	}
-	c.queue = controller.NewQueue(ControllerName, c.sync,
-		backupInformer.Informer().HasSynced,
+	c.queue = controller.NewQueue(ControllerName, c.sync, backupInformer.Informer(),
 		restoreInformer.Informer().HasSynced,
 		jobInformer.Informer().HasSynced,
 		podInformer.Informer().HasSynced,

@@ -43,8 +43,7 @@ func NewController(deps controller.Deps) (*Controller, error) {
 		backups:  backupInformer.Lister(),
 		claims:   claimInformer.Lister(),
 	}
-	c.queue = controller.NewQueue(ControllerName, c.sync,
-		policyInformer.Informer().HasSynced,
+	c.queue = controller.NewQueue(ControllerName, c.sync, policyInformer.Informer(),
 		backupInformer.Informer().HasSynced,
 		claimInformer.Informer().HasSynced,
 	)

@@ -139,6 +139,19 @@ func (c *Controller) reconcile(ctx context.Context, p *platformv1.BackupPolicy) 
 			requeue = plan.Next.Sub(now) + nextSyncDelta
 		}
 	}
+	// A "no recent backup" alert holds the last success against the schedule's interval: it
+	// must see one exactly while the policy schedules runs, and none while it is suspended or
+	// its spec is to be fixed (the Ready condition says that). A zero interval (no run known
+	// after the next one) would make it fire at once.
+	var interval time.Duration
+	if p.Status.NextScheduleTime != nil {
+		interval = sched.Interval(now)
+	}
+	if interval > 0 {
+		c.deps.Metrics.PolicyScheduled(p.Namespace, p.Name, p.CreationTimestamp.Time, interval)
+	} else {
+		c.deps.Metrics.PolicyUnscheduled(p.Namespace, p.Name)
+	}
 
 	// Retention reads days in the policy's zone: with a zone it cannot read, it deletes nothing.
 	var perr *schedule.Error

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,10 +88,11 @@ type fixture struct {
 	backups  []*platformv1.Backup
 	reactors []func(*fake.Clientset)
 
-	client   *fake.Clientset
-	recorder *record.FakeRecorder
-	metrics  *metrics.Metrics
-	ctrl     *Controller
+	client    *fake.Clientset
+	recorder  *record.FakeRecorder
+	metrics   *metrics.Metrics
+	informers informers.SharedInformerFactory
+	ctrl      *Controller
 }
 
 func newFixture(t *testing.T, now time.Time) *fixture {
@@ -98,7 +100,8 @@ func newFixture(t *testing.T, now time.Time) *fixture {
 }
 
 // sync runs one sync of the policy against fake clients whose informer caches hold exactly the
-// fixture's objects, and returns the requeue and error. Actions taken are in f.writes().
+// fixture's objects, and returns the requeue and error. Actions taken are in f.writes(). The
+// metrics carry over from one sync to the next, as in one process.
 func (f *fixture) sync() (time.Duration, error) {
 	f.t.Helper()
 	var objects []runtime.Object
@@ -118,7 +121,10 @@ func (f *fixture) sync() (time.Duration, error) {
 	platformInformers := informers.NewSharedInformerFactory(f.client, 0)
 	kubeInformers := kubeinformers.NewSharedInformerFactory(kubeClient, 0)
 	f.recorder = record.NewFakeRecorder(100)
-	f.metrics = metrics.New()
+	if f.metrics == nil {
+		f.metrics = metrics.New()
+	}
+	f.informers = platformInformers
 	ctrl, err := NewController(controller.Deps{
 		KubeClient: kubeClient, Client: f.client,
 		Informers: platformInformers, OwnedInformers: kubeInformers, ClaimInformers: kubeInformers,
@@ -640,5 +646,94 @@ func TestSyncRecordsMetrics(t *testing.T) {
 	}
 	if got := f.metrics.Sample("backup_operator_last_successful_backup_timestamp_seconds"); got != float64(day(1).Add(time.Minute).Unix()) {
 		t.Errorf("last success = %v, want the newest completion", got)
+	}
+}
+
+// scheduleSeries is the number of series of the policy's interval and creation time; the alert
+// on the age of the last success needs both.
+func (f *fixture) scheduleSeries() int {
+	f.t.Helper()
+	n, err := testutil.GatherAndCount(f.metrics.Registry(),
+		"backup_operator_policy_schedule_interval_seconds", "backup_operator_policy_created_timestamp_seconds")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+func TestSyncRecordsTheScheduleInterval(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.metrics.Sample("backup_operator_policy_schedule_interval_seconds"); got != 3600 {
+		t.Errorf("interval = %v, want 3600 for an hourly schedule", got)
+	}
+	if got := f.metrics.Sample("backup_operator_policy_created_timestamp_seconds"); got != float64(f.policy.CreationTimestamp.Unix()) {
+		t.Errorf("created = %v, want the policy's creation time %d", got, f.policy.CreationTimestamp.Unix())
+	}
+
+	// A policy that never succeeded is scheduled all the same: the alert measures it from its
+	// creation.
+	f.policy.Status = f.status()
+	f.policy.Spec.Schedule = "0 2 * * 1-5"
+	f.now = time.Date(2026, 5, 23, 12, 0, 0, 0, time.UTC) // a Saturday
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.metrics.Sample("backup_operator_policy_schedule_interval_seconds"); got != 72*3600 {
+		t.Errorf("interval = %v on a Saturday, want 72h from Friday's run to Monday's", got)
+	}
+}
+
+func TestScheduleSeriesAreDroppedWhileNoRunsAreScheduled(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*platformv1.BackupPolicy)
+	}{
+		{"suspended", func(p *platformv1.BackupPolicy) { p.Spec.Suspend = ptr.To(true) }},
+		{"invalid schedule", func(p *platformv1.BackupPolicy) { p.Spec.Schedule = "every night" }},
+		{"invalid time zone", func(p *platformv1.BackupPolicy) { p.Spec.TimeZone = ptr.To("Mars/Olympus_Mons") }},
+		{"invalid selector", func(p *platformv1.BackupPolicy) {
+			p.Spec.Target.PVCSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near"}}}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, justAfterTheHour())
+			if _, err := f.sync(); err != nil {
+				t.Fatal(err)
+			}
+			if n := f.scheduleSeries(); n != 2 {
+				t.Fatalf("%d schedule series for a scheduled policy, want 2", n)
+			}
+			f.policy.Status = f.status()
+			tc.mutate(f.policy)
+			if _, err := f.sync(); err != nil {
+				t.Fatal(err)
+			}
+			if n := f.scheduleSeries(); n != 0 {
+				t.Fatalf("%d schedule series left: a policy that schedules no runs must raise no \"no recent backup\" alert", n)
+			}
+		})
+	}
+}
+
+func TestDeletedPolicyDropsItsScheduleSeries(t *testing.T) {
+	f := newFixture(t, justAfterTheHour())
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.scheduleSeries(); n != 2 {
+		t.Fatalf("%d schedule series for a scheduled policy, want 2", n)
+	}
+	if err := f.informers.Platform().V1().BackupPolicies().Informer().GetIndexer().Delete(f.policy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ctrl.sync(context.Background(), f.policy.Namespace, f.policy.Name); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.scheduleSeries(); n != 0 {
+		t.Fatalf("%d schedule series left for a deleted policy", n)
 	}
 }

@@ -67,8 +67,7 @@ func NewController(deps controller.Deps) (*Controller, error) {
 		pods:     podInformer.Lister(),
 		claims:   claimInformer.Lister(),
 	}
-	c.queue = controller.NewQueue(ControllerName, c.sync,
-		restoreInformer.Informer().HasSynced,
+	c.queue = controller.NewQueue(ControllerName, c.sync, restoreInformer.Informer(),
 		backupInformer.Informer().HasSynced,
 		jobInformer.Informer().HasSynced,
 		podInformer.Informer().HasSynced,

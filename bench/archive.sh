@@ -38,10 +38,14 @@ install_missing() {
 }
 
 # build_agent builds backup-controller: the benchmark measures the agent as the Jobs run it,
-# inside the one binary.
+# inside the one binary. It runs a copy of what the linker wrote: the linker's own
+# output file started 13 MiB larger in RSS (44 MiB instead of 31) than a copy of it,
+# such as the one a container image holds.
 build_agent() {
 	mkdir -p "$BENCH_DIR/bin"
-	(cd "$repo" && go build -trimpath -o "$BENCH_DIR/bin/backup-controller" ./cmd/backup-controller)
+	(cd "$repo" && go build -trimpath -o "$BENCH_DIR/bin/backup-controller.linked" ./cmd/backup-controller)
+	cp "$BENCH_DIR/bin/backup-controller.linked" "$BENCH_DIR/bin/backup-controller"
+	rm "$BENCH_DIR/bin/backup-controller.linked"
 	agent=("$BENCH_DIR/bin/backup-controller" agent)
 }
 

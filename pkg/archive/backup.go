@@ -19,7 +19,8 @@ import (
 const DefaultMaxChangedList = 50
 
 const (
-	// copyBufferSize is the unit of every large sequential read and write.
+	// copyBufferSize is the unit of large sequential reads and writes, but
+	// for file contents read straight into the zstd compressor's pieces.
 	copyBufferSize = 1 << 20
 	// cancelCheckBytes is how often a long file copy looks at the context.
 	cancelCheckBytes = 64 << 20
@@ -118,7 +119,6 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 		ctx:        ctx,
 		src:        opts.Source,
 		tw:         tar.NewWriter(cw),
-		buf:        make([]byte, copyBufferSize),
 		zeros:      make([]byte, 64<<10),
 		links:      map[fileID]string{},
 		stats:      stats,
@@ -128,6 +128,11 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	}
 	if w.maxChanged <= 0 {
 		w.maxChanged = DefaultMaxChangedList
+	}
+	if rb, ok := cw.(readBufferer); ok {
+		w.direct = rb
+	} else {
+		w.buf = make([]byte, copyBufferSize)
 	}
 	werr := w.walkRoot()
 	if werr == nil {
@@ -284,6 +289,13 @@ func inside(p, dir string) bool {
 
 type fileID struct{ dev, ino uint64 }
 
+// readBufferer is a compressor that file contents can be read into
+// directly, saving a copy: the slice readBuffer returns is valid until the
+// next Write, and a Write of its prefix takes the bytes in place.
+type readBufferer interface {
+	readBuffer() ([]byte, error)
+}
+
 // walker writes the source tree depth first, in name order, so two backups of
 // the same tree produce the same entry order.
 type walker struct {
@@ -291,8 +303,10 @@ type walker struct {
 	src        string
 	tw         *tar.Writer
 	hdr        tar.Header
-	buf        []byte
+	direct     readBufferer // when set, file contents are read into it
+	buf        []byte       // otherwise, into buf
 	zeros      []byte
+	probe      [1]byte
 	links      map[fileID]string
 	stats      *BackupStats
 	maxChanged int
@@ -444,9 +458,17 @@ func (w *walker) file(rel, p string, fi fs.FileInfo) error {
 	changed := false
 	remaining := size
 	for remaining > 0 {
-		n, rerr := f.Read(w.buf[:min(int64(len(w.buf)), remaining)])
+		buf := w.buf
+		if w.direct != nil {
+			b, err := w.direct.readBuffer()
+			if err != nil {
+				return writeError(err, "cannot write archive data")
+			}
+			buf = b
+		}
+		n, rerr := f.Read(buf[:min(int64(len(buf)), remaining)])
 		if n > 0 {
-			if _, err := w.tw.Write(w.buf[:n]); err != nil {
+			if _, err := w.tw.Write(buf[:n]); err != nil {
 				return writeError(err, "cannot write archive data")
 			}
 			remaining -= int64(n)
@@ -472,7 +494,7 @@ func (w *walker) file(rel, p string, fi fs.FileInfo) error {
 			}
 			remaining -= n
 		}
-	} else if n, _ := f.Read(w.buf[:1]); n > 0 {
+	} else if n, _ := f.Read(w.probe[:]); n > 0 {
 		changed = true // it grew; the archive holds the first size bytes
 	}
 	if !changed {

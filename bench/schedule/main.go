@@ -8,6 +8,10 @@
 //
 // Only the policy controller runs, so no backup Jobs start; stop a deployed operator first, or
 // it will act on the same policies.
+//
+// With --anchor the controller does not run: at the scheduled time --workers clients create the
+// same Backups themselves, with nothing else (no status, no events). That is the floor the API
+// server sets on this machine, against which the controller's skew is read.
 package main
 
 import (
@@ -47,6 +51,7 @@ type options struct {
 	burst      int
 	lead       time.Duration
 	keep       bool
+	anchor     bool
 }
 
 func main() {
@@ -59,6 +64,7 @@ func main() {
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "the controller's client-side burst (the controller's --kube-api-burst)")
 	flag.DurationVar(&o.lead, "lead", 60*time.Second, "least time between the start and the scheduled minute, to create the objects")
 	flag.BoolVar(&o.keep, "keep", false, "keep the namespace afterwards")
+	flag.BoolVar(&o.anchor, "anchor", false, "instead of the controller, create the Backups directly at the scheduled time: the API server's floor")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "schedule benchmark: %v\n", err)
@@ -116,15 +122,19 @@ func run(o options) error {
 	ctrlConfig.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, count: &requests} })
 	ctrlKube := kubernetes.NewForConfigOrDie(ctrlConfig)
 	ctrlPlatform := versioned.NewForConfigOrDie(ctrlConfig)
-	go func() {
-		// As the binary does: events on a client of their own, counted too.
-		cfg := operator.Config{Namespace: o.namespace, Workers: o.workers, CacheSyncTimeout: time.Minute,
-			Controllers: []string{backuppolicy.ControllerName}, EventClient: kubernetes.NewForConfigOrDie(ctrlConfig)}
-		if err := operator.Run(ctx, cfg, ctrlKube, ctrlPlatform); err != nil {
-			fmt.Fprintf(os.Stderr, "schedule benchmark: the policy controller stopped: %v\n", err)
-			os.Exit(1)
-		}
-	}()
+	if o.anchor {
+		go createAtDue(ctx, versioned.NewForConfigOrDie(ctrlConfig), o, due)
+	} else {
+		go func() {
+			// As the binary does: events on a client of their own, counted too.
+			cfg := operator.Config{Namespace: o.namespace, Workers: o.workers, CacheSyncTimeout: time.Minute,
+				Controllers: []string{backuppolicy.ControllerName}, EventClient: kubernetes.NewForConfigOrDie(ctrlConfig)}
+			if err := operator.Run(ctx, cfg, ctrlKube, ctrlPlatform); err != nil {
+				fmt.Fprintf(os.Stderr, "schedule benchmark: the policy controller stopped: %v\n", err)
+				os.Exit(1)
+			}
+		}()
+	}
 
 	// Time each Backup's arrival through an informer of the harness, which survives a watch
 	// that the API server closes.
@@ -165,7 +175,9 @@ func run(o options) error {
 	}
 	allCreated := time.Since(due)
 	// The run is over when every policy has recorded it.
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+	if o.anchor {
+		// No controller records anything.
+	} else if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		list, err := platform.PlatformV1().BackupPolicies(o.namespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
@@ -184,13 +196,51 @@ func run(o options) error {
 	sort.Slice(skews, func(i, j int) bool { return skews[i] < skews[j] })
 	pct := func(p float64) time.Duration { return skews[int(p*float64(len(skews)-1))] }
 	fmt.Printf("\npolicies due at once   %d\n", o.policies)
-	fmt.Printf("controller             workers=%d kube-api-qps=%g kube-api-burst=%d\n", o.workers, o.qps, o.burst)
+	if o.anchor {
+		fmt.Printf("anchor                 %d clients create the Backups at the scheduled time, nothing else\n", o.workers)
+	} else {
+		fmt.Printf("controller             workers=%d kube-api-qps=%g kube-api-burst=%d\n", o.workers, o.qps, o.burst)
+	}
 	fmt.Printf("skew p50               %s\n", pct(0.50).Round(time.Millisecond))
 	fmt.Printf("skew p99               %s   (goal: under 2s)\n", pct(0.99).Round(time.Millisecond))
 	fmt.Printf("skew max               %s\n", skews[len(skews)-1].Round(time.Millisecond))
 	fmt.Printf("all Backups created    %s after the scheduled time\n", allCreated.Round(time.Millisecond))
 	fmt.Printf("API requests per run   %.2f (Backup create, status update, event)\n", perRun)
 	return nil
+}
+
+// createAtDue is the anchor: at the scheduled time, o.workers clients create one Backup per
+// policy, named and labeled as the controller names them, and nothing else.
+func createAtDue(ctx context.Context, platform versioned.Interface, o options, due time.Time) {
+	time.Sleep(time.Until(due))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < o.workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				id := fmt.Sprintf("%04d", i)
+				b := &platformv1.Backup{
+					ObjectMeta: metav1.ObjectMeta{
+						Name:        fmt.Sprintf("policy-%s-claim-%s-%d", id, id, due.Unix()/60),
+						Labels:      map[string]string{platformv1.LabelPolicy: "policy-" + id, platformv1.LabelPVC: "claim-" + id},
+						Annotations: map[string]string{platformv1.AnnotationScheduledTime: due.Format(time.RFC3339)},
+					},
+					Spec: platformv1.BackupSpec{PVCName: "claim-" + id, PolicyName: "policy-" + id},
+				}
+				if _, err := platform.PlatformV1().Backups(o.namespace).Create(ctx, b, metav1.CreateOptions{}); err != nil {
+					fmt.Fprintf(os.Stderr, "schedule benchmark: creating %s: %v\n", b.Name, err)
+					os.Exit(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < o.policies; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // refuseRunningOperator stops the measurement when a deployed operator would act on the same

@@ -16,13 +16,14 @@ const (
 	// ReasonNoMatchingPVCs: not Ready; the selector matches no claim, so a run backs up nothing.
 	ReasonNoMatchingPVCs = "NoMatchingPVCs"
 
-	// ReasonBackupsCreated: a run created its Backups.
+	// ReasonBackupsCreated: a run created its Backups. Said once, by the sync that records the
+	// run, naming all its Backups, whichever sync created them.
 	ReasonBackupsCreated = "BackupsCreated"
 	// ReasonAlreadyActive: a run skipped a claim whose previous Backup is still active
-	// (concurrencyPolicy Forbid).
+	// (concurrencyPolicy Forbid). Said once, by the sync that records the run.
 	ReasonAlreadyActive = "AlreadyActive"
 	// ReasonReplacedActive: a run deleted a claim's active Backup to start a new one
-	// (concurrencyPolicy Replace).
+	// (concurrencyPolicy Replace). Said when the Backup is deleted.
 	ReasonReplacedActive = "ReplacedActiveBackup"
 	// ReasonMissedSchedule: a run was skipped because it could not start within
 	// startingDeadlineSeconds.

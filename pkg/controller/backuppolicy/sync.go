@@ -29,9 +29,30 @@ import (
 // sees the clock past that time, as upstream does.
 const nextSyncDelta = 100 * time.Millisecond
 
-// sync brings one policy up to date: it starts the run that is due (and a run-now request),
-// prunes what retention no longer keeps, and writes the status once. It returns the wait until
-// the next scheduled time: the policy is not synced again before then unless something changes.
+// recordRunAfter is the wait a sync that created a run's Backups asks for before the sync that
+// records the run. Any positive wait sends the policy to the back of the work queue, behind
+// every policy queued meanwhile: when many policies are due at once, every due run creates its
+// Backups before any run spends API requests on its events and its status (a status update
+// costs the API server more than a Backup create). The wait itself only needs to be positive.
+const recordRunAfter = time.Millisecond
+
+// sync brings one policy up to date: it starts the runs that are due (the scheduled one and a
+// run-now request), records them, prunes what retention no longer keeps, and writes the status
+// at most once, on a copy. It returns the wait until the next scheduled time: the policy is not
+// synced again before then unless something changes.
+//
+// A run that creates Backups takes two syncs, so that the creates of all due runs come first:
+//   - the sync that creates any Backup of a due run returns right after the creates, with
+//     recordRunAfter. It writes no status (not even conditions), emits no BackupsCreated or
+//     AlreadyActive event and prunes nothing; only what cannot wait is said at once
+//     (FailedCreate, and ReplacedActiveBackup when a Backup is deleted).
+//   - the next sync finds the run still due, as its status does not record it yet, and all its
+//     Backups there, so it creates nothing: it announces the run, records it, prunes, and
+//     writes the status, as a run that creates nothing does in a single sync.
+//
+// Nothing is remembered between the two: the second is whichever sync next finds the run's
+// Backups, on this replica or on another after a restart or a change of leader. The Backup
+// names are a function of the run, so the run is never made twice, and it is recorded once.
 func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	policy, err := c.policies.BackupPolicies(namespace).Get(name)
@@ -45,7 +66,11 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 	}
 
 	p := policy.DeepCopy()
-	requeue, syncErr := c.reconcile(ctx, p)
+	requeue, record, syncErr := c.reconcile(ctx, p)
+	if !record {
+		// Backups were created: the next sync records their runs.
+		return requeue, syncErr
+	}
 	p.Status.ObservedGeneration = p.Generation
 	if !equality.Semantic.DeepEqual(policy.Status, p.Status) {
 		if _, err := c.deps.Client.PlatformV1().BackupPolicies(namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
@@ -55,35 +80,107 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 	return requeue, syncErr
 }
 
-// reconcile does a policy's work and records it in p.Status; p is a copy the caller writes.
-func (c *Controller) reconcile(ctx context.Context, p *platformv1.BackupPolicy) (time.Duration, error) {
+// dueRun is a run a sync found due.
+type dueRun struct {
+	trigger
+	// scheduled: the schedule's run, recorded in lastScheduleTime; otherwise a run-now request,
+	// recorded in lastRunNowToken.
+	scheduled bool
+	token     string
+}
+
+// reconcile does a policy's work and records it in p.Status; p is a copy the caller writes when
+// record is true. It is false when the sync created Backups: it then returns recordRunAfter,
+// having touched neither p.Status nor anything but the Backups (see sync).
+func (c *Controller) reconcile(ctx context.Context, p *platformv1.BackupPolicy) (requeue time.Duration, record bool, err error) {
 	now := c.deps.Clock.Now()
 	backups, err := c.policyBackups(p)
 	if err != nil {
-		return 0, err
+		return 0, true, err
 	}
-	c.observe(p, backups)
 
-	var errs []error
 	sched, parseErr := schedule.Parse(p.Spec.Schedule, ptrString(p.Spec.TimeZone))
 	selector, selErr := metav1.LabelSelectorAsSelector(&p.Spec.Target.PVCSelector)
 	var claims []*corev1.PersistentVolumeClaim
 	if selErr == nil {
 		if claims, err = c.selectedClaims(p.Namespace, selector); err != nil {
-			return 0, err
+			return 0, true, err
 		}
 	}
+	suspended := p.Spec.Suspend != nil && *p.Spec.Suspend
 
-	// Run now: each new value of the annotation asks for one run, whatever the schedule says.
+	// What is due. Run now: each new value of the annotation asks for one run, whatever the
+	// schedule says.
+	var due []dueRun
 	if token := p.Annotations[platformv1.AnnotationRunNow]; token != "" && token != p.Status.LastRunNowToken && selErr == nil {
-		if err := c.run(ctx, p, claims, backups, runNow(token, now)); err != nil {
-			errs = append(errs, err)
-		} else {
-			p.Status.LastRunNowToken = token
+		due = append(due, dueRun{trigger: runNow(token, now), token: token})
+	}
+	var plan schedule.Plan
+	scheduling := parseErr == nil && selErr == nil && !suspended
+	if scheduling {
+		plan = sched.Plan(schedule.History{
+			Created:       p.CreationTimestamp.Time,
+			LastScheduled: timeOf(p.Status.LastScheduleTime),
+			LastMissed:    timeOf(p.Status.LastMissedTime),
+		}, deadlineOf(p), now)
+		// A run that started within its deadline may be recorded after it: the sync that
+		// records it is not the one that started it. Its Backups show it started.
+		if !plan.Missed.IsZero() && begun(p, backups, scheduledRun(plan.Missed)) {
+			plan.Due, plan.Missed = plan.Missed, time.Time{}
+		}
+		if !plan.Due.IsZero() {
+			due = append(due, dueRun{trigger: scheduledRun(plan.Due), scheduled: true})
 		}
 	}
 
-	var requeue time.Duration
+	// Start every due run: create the Backups it still lacks.
+	results := make([]runResult, len(due))
+	created := false
+	for i, d := range due {
+		results[i] = c.run(ctx, p, claims, backups, d.trigger)
+		created = created || len(results[i].created) > 0
+		if d.scheduled && results[i].starts() {
+			c.deps.Metrics.RunStarted(now.Sub(d.at))
+		}
+	}
+	if created {
+		var errs []error
+		for _, r := range results {
+			errs = append(errs, r.err)
+		}
+		return recordRunAfter, false, errors.Join(errs...)
+	}
+
+	// Record: nothing was created, so every due run's Backups are there, or it has none to make.
+	c.observe(p, backups)
+	var errs []error
+	if scheduling {
+		if plan.Unrun > tooManyMissed {
+			c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonTooManyMissed,
+				"About %d scheduled runs passed without a backup (was the controller down?); only the most recent one is considered. Set spec.startingDeadlineSeconds to bound how late a run may start", plan.Unrun)
+		}
+		if !plan.Missed.IsZero() {
+			c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonMissedSchedule,
+				"Skipped the run scheduled for %s: it could not start within startingDeadlineSeconds=%d; the next run is at %s",
+				formatTime(plan.Missed), *p.Spec.StartingDeadlineSeconds, formatTime(plan.Next))
+			p.Status.LastMissedTime = &metav1.Time{Time: plan.Missed}
+		}
+	}
+	for i, d := range due {
+		r := results[i]
+		if r.err != nil {
+			// The run is retried with backoff; the same names make the retry finish it.
+			errs = append(errs, r.err)
+			continue
+		}
+		c.announce(p, claims, d.trigger, r)
+		if d.scheduled {
+			p.Status.LastScheduleTime = &metav1.Time{Time: d.at}
+		} else {
+			p.Status.LastRunNowToken = d.token
+		}
+	}
+
 	switch {
 	case parseErr != nil:
 		reason := ReasonInvalidSchedule
@@ -97,34 +194,10 @@ func (c *Controller) reconcile(ctx context.Context, p *platformv1.BackupPolicy) 
 	case selErr != nil:
 		c.setReady(p, metav1.ConditionFalse, ReasonInvalidSelector, fmt.Sprintf("spec.target.pvcSelector is invalid: %v; no backups are scheduled until it is fixed", selErr), now)
 		p.Status.NextScheduleTime = nil
-	case p.Spec.Suspend != nil && *p.Spec.Suspend:
+	case suspended:
 		c.setReady(p, metav1.ConditionFalse, ReasonSuspended, "spec.suspend is true: no runs start; on resume, at most the most recent missed run is made up", now)
 		p.Status.NextScheduleTime = nil
 	default:
-		plan := sched.Plan(schedule.History{
-			Created:       p.CreationTimestamp.Time,
-			LastScheduled: timeOf(p.Status.LastScheduleTime),
-			LastMissed:    timeOf(p.Status.LastMissedTime),
-		}, deadlineOf(p), now)
-		if plan.Unrun > tooManyMissed {
-			c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonTooManyMissed,
-				"About %d scheduled runs passed without a backup (was the controller down?); only the most recent one is considered. Set spec.startingDeadlineSeconds to bound how late a run may start", plan.Unrun)
-		}
-		if !plan.Missed.IsZero() {
-			c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonMissedSchedule,
-				"Skipped the run scheduled for %s: it could not start within startingDeadlineSeconds=%d; the next run is at %s",
-				formatTime(plan.Missed), *p.Spec.StartingDeadlineSeconds, formatTime(plan.Next))
-			p.Status.LastMissedTime = &metav1.Time{Time: plan.Missed}
-		}
-		if !plan.Due.IsZero() {
-			if err := c.run(ctx, p, claims, backups, scheduledRun(plan.Due)); err != nil {
-				// The run is retried with backoff; the same names make the retry finish it.
-				errs = append(errs, err)
-			} else {
-				p.Status.LastScheduleTime = &metav1.Time{Time: plan.Due}
-				c.deps.Metrics.RunStarted(now.Sub(plan.Due))
-			}
-		}
 		if len(claims) == 0 {
 			c.setReady(p, metav1.ConditionFalse, ReasonNoMatchingPVCs,
 				fmt.Sprintf("spec.target.pvcSelector %q matches no PersistentVolumeClaim in namespace %s: runs back up nothing", selector, p.Namespace), now)
@@ -164,7 +237,7 @@ func (c *Controller) reconcile(ctx context.Context, p *platformv1.BackupPolicy) 
 			errs = append(errs, err)
 		}
 	}
-	return requeue, errors.Join(errs...)
+	return requeue, true, errors.Join(errs...)
 }
 
 // policyBackups lists the Backups this policy created: by label, then by the full policy name in
@@ -244,52 +317,156 @@ func runNow(token string, now time.Time) trigger {
 	return trigger{at: now, suffix: "now-" + hex.EncodeToString(sum[:])[:8], describe: fmt.Sprintf("the run requested by %s=%q", platformv1.AnnotationRunNow, token)}
 }
 
-// run creates one Backup per selected claim for one run, applying the concurrency policy to
-// claims whose previous Backup is still active. A Backup that already exists counts as created:
-// its name is a function of the run, so it is this run's.
-func (c *Controller) run(ctx context.Context, p *platformv1.BackupPolicy, claims []*corev1.PersistentVolumeClaim, backups []*platformv1.Backup, t trigger) error {
-	if len(claims) == 0 {
-		c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonNoMatchingPVCs,
-			"Nothing backed up for %s: spec.target.pvcSelector matches no PersistentVolumeClaim in namespace %s; label the claims to back up or fix the selector", t.describe, p.Namespace)
-		return nil
-	}
+// runResult is what one sync did for one run. The caller decides from it whether the run is
+// recorded in this sync, and then announces it (see sync).
+type runResult struct {
+	// created are the run's Backups this sync created.
+	created []string
+	// existing are the run's Backups that were there already, made by an earlier sync of the
+	// run: in the cache, or found on the API server.
+	existing []string
+	// skipped are the claims left out because an earlier Backup of theirs is still active
+	// (concurrencyPolicy Forbid).
+	skipped []skippedClaim
+	// err joins what failed. A run with an error is neither announced nor recorded: it is
+	// retried with backoff, and the same names make the retry finish it.
+	err error
+}
+
+// skippedClaim is a claim a run left out, and the earlier Backup that is still active.
+type skippedClaim struct {
+	claim  string
+	active *platformv1.Backup
+}
+
+// starts says whether the run started in this sync: none of its Backups was there before, and
+// this sync created one or had none to create. The schedule skew is observed then, so once per
+// run, not again by the sync that finishes or records it.
+func (r runResult) starts() bool {
+	return len(r.existing) == 0 && (len(r.created) > 0 || r.err == nil)
+}
+
+// run creates the Backups one run still lacks, one per selected claim, applying the concurrency
+// policy to claims whose earlier Backup is still active, and says what it did.
+//
+// A Backup with the name the run gives a claim is the run's own, made by an earlier sync of it
+// (the name is a function of the run): it counts as existing, whether the cache shows it or the
+// create finds it. It is looked for before the concurrency policy applies, so a retried or
+// second sync of a run never takes its own Backup for an earlier active one: Forbid does not
+// skip the claim and Replace does not delete it.
+//
+// Events are left to announce, but for what cannot wait for the run to be recorded: FailedCreate,
+// and ReplacedActiveBackup, emitted when the deletion happens, since the sync that records the
+// run no longer sees the deleted Backup as active.
+func (c *Controller) run(ctx context.Context, p *platformv1.BackupPolicy, claims []*corev1.PersistentVolumeClaim, backups []*platformv1.Backup, t trigger) runResult {
+	cached := make(map[string]bool, len(backups))
 	activeByClaim := map[string][]*platformv1.Backup{}
 	for _, b := range backups {
+		cached[b.Name] = true
 		if isActive(b) {
 			activeByClaim[b.Spec.PVCName] = append(activeByClaim[b.Spec.PVCName], b)
 		}
 	}
 
-	var created []string
+	var r runResult
 	var errs []error
+	concurrency := policyOf(p)
 	for _, claim := range claims {
-		if active := activeByClaim[claim.Name]; len(active) > 0 {
-			switch policyOf(p) {
-			case platformv1.ConcurrencyForbid:
-				c.deps.Recorder.Eventf(p, corev1.EventTypeNormal, ReasonAlreadyActive,
-					"Skipped claim %s for %s: Backup %s is still %s (concurrencyPolicy Forbid)", claim.Name, t.describe, active[0].Name, phaseOf(active[0]))
-				continue
-			case platformv1.ConcurrencyReplace:
-				if err := c.deleteBackups(ctx, active); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				c.deps.Recorder.Eventf(p, corev1.EventTypeNormal, ReasonReplacedActive,
-					"Deleted active Backup(s) %s of claim %s to start %s (concurrencyPolicy Replace)", joinNames(active), claim.Name, t.describe)
-			}
-		}
 		b := newBackup(p, claim, t)
-		if _, err := c.deps.Client.PlatformV1().Backups(p.Namespace).Create(ctx, b, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonFailedCreate, "Could not create Backup %s of claim %s for %s: %v; retrying", b.Name, claim.Name, t.describe, err)
-			errs = append(errs, fmt.Errorf("creating Backup %s/%s: %w", p.Namespace, b.Name, err))
+		if cached[b.Name] {
+			r.existing = append(r.existing, b.Name)
 			continue
 		}
-		created = append(created, b.Name)
+		if active := activeByClaim[claim.Name]; len(active) > 0 &&
+			(concurrency == platformv1.ConcurrencyForbid || concurrency == platformv1.ConcurrencyReplace) {
+			// The cache may not show the run's own Backup yet: the sync that created it may have
+			// run a moment ago, or on another replica. Ask the API server before acting on the
+			// earlier ones. Only claims with an active earlier Backup pay for this read.
+			exists, err := c.backupExists(ctx, p.Namespace, b.Name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if exists {
+				r.existing = append(r.existing, b.Name)
+				continue
+			}
+			if concurrency == platformv1.ConcurrencyForbid {
+				r.skipped = append(r.skipped, skippedClaim{claim: claim.Name, active: active[0]})
+				continue
+			}
+			if err := c.deleteBackups(ctx, active); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			c.deps.Recorder.Eventf(p, corev1.EventTypeNormal, ReasonReplacedActive,
+				"Deleted active Backup(s) %s of claim %s to start %s (concurrencyPolicy Replace)", joinNames(active), claim.Name, t.describe)
+		}
+		_, err := c.deps.Client.PlatformV1().Backups(p.Namespace).Create(ctx, b, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			r.created = append(r.created, b.Name)
+		case apierrors.IsAlreadyExists(err):
+			r.existing = append(r.existing, b.Name)
+		default:
+			c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonFailedCreate, "Could not create Backup %s of claim %s for %s: %v; retrying", b.Name, claim.Name, t.describe, err)
+			errs = append(errs, fmt.Errorf("creating Backup %s/%s: %w", p.Namespace, b.Name, err))
+		}
 	}
-	if len(created) > 0 {
-		c.deps.Recorder.Eventf(p, corev1.EventTypeNormal, ReasonBackupsCreated, "Created %d Backup(s) for %s: %s", len(created), t.describe, strings.Join(created, ", "))
+	r.err = errors.Join(errs...)
+	return r
+}
+
+// announce says in events what a run did. Only the sync that records the run calls it, so each
+// event is emitted once however many syncs the run took: BackupsCreated names all the run's
+// Backups, whichever sync created them, and AlreadyActive each claim left out.
+func (c *Controller) announce(p *platformv1.BackupPolicy, claims []*corev1.PersistentVolumeClaim, t trigger, r runResult) {
+	if len(claims) == 0 {
+		c.deps.Recorder.Eventf(p, corev1.EventTypeWarning, ReasonNoMatchingPVCs,
+			"Nothing backed up for %s: spec.target.pvcSelector matches no PersistentVolumeClaim in namespace %s; label the claims to back up or fix the selector", t.describe, p.Namespace)
+		return
 	}
-	return errors.Join(errs...)
+	for _, s := range r.skipped {
+		c.deps.Recorder.Eventf(p, corev1.EventTypeNormal, ReasonAlreadyActive,
+			"Skipped claim %s for %s: Backup %s is still %s (concurrencyPolicy Forbid)", s.claim, t.describe, s.active.Name, phaseOf(s.active))
+	}
+	all := append(append([]string(nil), r.existing...), r.created...)
+	if len(all) > 0 {
+		sort.Strings(all)
+		c.deps.Recorder.Eventf(p, corev1.EventTypeNormal, ReasonBackupsCreated, "Created %d Backup(s) for %s: %s", len(all), t.describe, strings.Join(all, ", "))
+	}
+}
+
+// begun says whether the cache holds a Backup of run t, which shows that the run started. Only
+// the cache is read, as every missed run would pay for a read per claim otherwise. It can miss a
+// Backup created moments ago; a run started and recorded across its deadline is rare, and a new
+// leader fills its cache before it syncs anything.
+func begun(p *platformv1.BackupPolicy, backups []*platformv1.Backup, t trigger) bool {
+	for _, b := range backups {
+		if b.Name == backupName(p, b.Spec.PVCName, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// backupExists reads a Backup from the API server, not the cache.
+func (c *Controller) backupExists(ctx context.Context, namespace, name string) (bool, error) {
+	_, err := c.deps.Client.PlatformV1().Backups(namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("reading Backup %s/%s: %w", namespace, name, err)
+	}
+}
+
+// backupName is the name of the Backup of one claim for one run: the same run always gets the
+// same name, which makes a create that finds it AlreadyExists.
+func backupName(p *platformv1.BackupPolicy, claim string, t trigger) string {
+	return names.Join(p.Name, claim, t.suffix)
 }
 
 // newBackup is the Backup of one claim for one run. It is not owned by the policy: deleting a
@@ -297,7 +474,7 @@ func (c *Controller) run(ctx context.Context, p *platformv1.BackupPolicy, claims
 func newBackup(p *platformv1.BackupPolicy, claim *corev1.PersistentVolumeClaim, t trigger) *platformv1.Backup {
 	return &platformv1.Backup{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      names.Join(p.Name, claim.Name, t.suffix),
+			Name:      backupName(p, claim.Name, t),
 			Namespace: p.Namespace,
 			Labels: map[string]string{
 				platformv1.LabelPolicy:    names.Join(p.Name),

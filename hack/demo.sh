@@ -74,12 +74,25 @@ wait_phase() {
   done
 }
 
+# leader_pod prints the controller pod that holds the Lease (its identity is the pod name and
+# a suffix), waiting a little for the first election.
+leader_pod() {
+  local holder="" i
+  for i in $(seq 1 30); do
+    holder="$(k -n backup-system get lease backup-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
+    [[ -n "$holder" ]] && break
+    sleep 1
+  done
+  printf '%s\n' "${holder%%_*}"
+}
+
 step "1. The local cluster"
 "$CLUSTER" up
 
 step "2. The operator"
 make -s deploy || die "make deploy failed (see above)"
 k -n backup-system get deployment,pods -o wide
+say "leader: $(leader_pod) (holds Lease backup-system/backup-operator; the other replica stands by)"
 
 step "3. A PVC with data (namespace ${NS})"
 if k get namespace "$NS" >/dev/null 2>&1; then
@@ -132,7 +145,7 @@ phase="$(wait_phase backup "$BACKUP")" || rc=$?
 if ((rc == 1)); then
   show_objects
   k describe backup.platform.example.com "$BACKUP" -n "$NS" | tail -n 25
-  k -n backup-system logs deployment/backup-controller --tail=20 || true
+  k -n backup-system logs "pod/$(leader_pod)" --tail=20 || true
   die "Backup ${BACKUP} did not finish within ${TIMEOUT}s (phase ${phase})"
 elif [[ "$phase" == Failed ]]; then
   show_objects

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ import (
 	"platform.example.com/backup-operator/pkg/controller/backuppolicy"
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned"
 	informers "platform.example.com/backup-operator/pkg/generated/informers/externalversions"
+	"platform.example.com/backup-operator/pkg/names"
 	"platform.example.com/backup-operator/pkg/operator"
 )
 
@@ -213,34 +215,49 @@ func run(o options) error {
 // policy, named and labeled as the controller names them, and nothing else.
 func createAtDue(ctx context.Context, platform versioned.Interface, o options, due time.Time) {
 	time.Sleep(time.Until(due))
+	run := strconv.FormatInt(due.Unix()/60, 10)
+	err := forEach(o.policies, o.workers, func(i int) error {
+		policy, claim := fmt.Sprintf("policy-%04d", i), fmt.Sprintf("claim-%04d", i)
+		b := &platformv1.Backup{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        names.Join(policy, claim, run),
+				Labels:      map[string]string{platformv1.LabelPolicy: policy, platformv1.LabelPVC: claim},
+				Annotations: map[string]string{platformv1.AnnotationScheduledTime: due.Format(time.RFC3339)},
+			},
+			Spec: platformv1.BackupSpec{PVCName: claim, PolicyName: policy},
+		}
+		_, err := platform.PlatformV1().Backups(o.namespace).Create(ctx, b, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "schedule benchmark: creating the anchor's Backups: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// forEach calls f for 0..n-1 on workers goroutines and returns the first error.
+func forEach(n, workers int, f func(i int) error) error {
 	next := make(chan int)
+	errs := make(chan error, n)
 	var wg sync.WaitGroup
-	for w := 0; w < o.workers; w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				id := fmt.Sprintf("%04d", i)
-				b := &platformv1.Backup{
-					ObjectMeta: metav1.ObjectMeta{
-						Name:        fmt.Sprintf("policy-%s-claim-%s-%d", id, id, due.Unix()/60),
-						Labels:      map[string]string{platformv1.LabelPolicy: "policy-" + id, platformv1.LabelPVC: "claim-" + id},
-						Annotations: map[string]string{platformv1.AnnotationScheduledTime: due.Format(time.RFC3339)},
-					},
-					Spec: platformv1.BackupSpec{PVCName: "claim-" + id, PolicyName: "policy-" + id},
-				}
-				if _, err := platform.PlatformV1().Backups(o.namespace).Create(ctx, b, metav1.CreateOptions{}); err != nil {
-					fmt.Fprintf(os.Stderr, "schedule benchmark: creating %s: %v\n", b.Name, err)
-					os.Exit(1)
+				if err := f(i); err != nil {
+					errs <- err
 				}
 			}
 		}()
 	}
-	for i := 0; i < o.policies; i++ {
+	for i := 0; i < n; i++ {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // refuseRunningOperator stops the measurement when a deployed operator would act on the same
@@ -278,47 +295,30 @@ func resetNamespace(ctx context.Context, kube kubernetes.Interface, ns string) e
 func createObjects(ctx context.Context, kube kubernetes.Interface, platform versioned.Interface, o options, due time.Time) error {
 	schedule := fmt.Sprintf("%d %d * * *", due.Minute(), due.Hour())
 	keep := int32(3)
-	var wg sync.WaitGroup
-	errs := make(chan error, o.policies)
-	next := make(chan int)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				id := fmt.Sprintf("%04d", i)
-				claim := &corev1.PersistentVolumeClaim{
-					ObjectMeta: metav1.ObjectMeta{Name: "claim-" + id, Labels: map[string]string{"bench-claim": id}},
-					Spec: corev1.PersistentVolumeClaimSpec{
-						AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-						Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-					},
-				}
-				if _, err := kube.CoreV1().PersistentVolumeClaims(o.namespace).Create(ctx, claim, metav1.CreateOptions{}); err != nil {
-					errs <- err
-					continue
-				}
-				policy := &platformv1.BackupPolicy{
-					ObjectMeta: metav1.ObjectMeta{Name: "policy-" + id},
-					Spec: platformv1.BackupPolicySpec{
-						Schedule:  schedule,
-						Target:    platformv1.BackupTarget{PVCSelector: metav1.LabelSelector{MatchLabels: map[string]string{"bench-claim": id}}},
-						Retention: &platformv1.RetentionPolicy{KeepLast: &keep},
-					},
-				}
-				if _, err := platform.PlatformV1().BackupPolicies(o.namespace).Create(ctx, policy, metav1.CreateOptions{}); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	for i := 0; i < o.policies; i++ {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	err := forEach(o.policies, 16, func(i int) error {
+		id := fmt.Sprintf("%04d", i)
+		claim := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "claim-" + id, Labels: map[string]string{"bench-claim": id}},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+			},
+		}
+		if _, err := kube.CoreV1().PersistentVolumeClaims(o.namespace).Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		policy := &platformv1.BackupPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "policy-" + id},
+			Spec: platformv1.BackupPolicySpec{
+				Schedule:  schedule,
+				Target:    platformv1.BackupTarget{PVCSelector: metav1.LabelSelector{MatchLabels: map[string]string{"bench-claim": id}}},
+				Retention: &platformv1.RetentionPolicy{KeepLast: &keep},
+			},
+		}
+		_, err := platform.PlatformV1().BackupPolicies(o.namespace).Create(ctx, policy, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("creating the benchmark's objects: %w", err)
 	}
 	if time.Now().After(due.Add(-5 * time.Second)) {

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
@@ -24,9 +23,10 @@ const ControllerName = "backuppolicy"
 type Controller struct {
 	deps     controller.Deps
 	policies listers.BackupPolicyLister
-	backups  listers.BackupLister
-	claims   corelisters.PersistentVolumeClaimLister
-	queue    *controller.Queue
+	// backupIndex and claimIndex are the Backup and claim caches, with the indexes of index.go.
+	backupIndex cache.Indexer
+	claimIndex  cache.Indexer
+	queue       *controller.Queue
 }
 
 // NewController registers the informers a policy depends on. A Backup's changes go to the policy
@@ -37,11 +37,14 @@ func NewController(deps controller.Deps) (*Controller, error) {
 	backupInformer := deps.Informers.Platform().V1().Backups()
 	claimInformer := deps.ClaimInformers.Core().V1().PersistentVolumeClaims()
 
+	if err := addIndexers(backupInformer.Informer(), claimInformer.Informer()); err != nil {
+		return nil, fmt.Errorf("%s controller: %w", ControllerName, err)
+	}
 	c := &Controller{
-		deps:     deps,
-		policies: policyInformer.Lister(),
-		backups:  backupInformer.Lister(),
-		claims:   claimInformer.Lister(),
+		deps:        deps,
+		policies:    policyInformer.Lister(),
+		backupIndex: backupInformer.Informer().GetIndexer(),
+		claimIndex:  claimInformer.Informer().GetIndexer(),
 	}
 	c.queue = controller.NewQueue(ControllerName, c.sync, policyInformer.Informer(),
 		backupInformer.Informer().HasSynced,

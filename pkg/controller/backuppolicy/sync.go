@@ -26,8 +26,10 @@ import (
 )
 
 // nextSyncDelta is added to the wait for the next scheduled time, so that the sync it triggers
-// sees the clock past that time, as upstream does.
-const nextSyncDelta = 100 * time.Millisecond
+// sees the clock past that time, as upstream does. Every run starts this late, so it is kept
+// small: a sync that still finds its run not due (the wait is measured on the wall clock, the
+// timer runs on the monotonic one) only waits again, without API requests.
+const nextSyncDelta = 10 * time.Millisecond
 
 // recordRunAfter is the wait a sync that created a run's Backups asks for before the sync that
 // records the run. Any positive wait sends the policy to the back of the work queue, behind
@@ -240,16 +242,17 @@ func (c *Controller) reconcile(ctx context.Context, p *platformv1.BackupPolicy) 
 	return requeue, true, errors.Join(errs...)
 }
 
-// policyBackups lists the Backups this policy created: by label, then by the full policy name in
-// the spec, since a long name is shortened in the label.
+// policyBackups lists the Backups this policy created: those naming it in their spec and carrying
+// its label, which a long name shortens.
 func (c *Controller) policyBackups(p *platformv1.BackupPolicy) ([]*platformv1.Backup, error) {
-	all, err := c.backups.Backups(p.Namespace).List(labels.SelectorFromSet(labels.Set{platformv1.LabelPolicy: names.Join(p.Name)}))
+	objs, err := c.backupIndex.ByIndex(backupsByPolicy, policyKey(p.Namespace, p.Name))
 	if err != nil {
 		return nil, err
 	}
+	label := names.Join(p.Name)
 	var mine []*platformv1.Backup
-	for _, b := range all {
-		if b.Spec.PolicyName == p.Name {
+	for _, obj := range objs {
+		if b := obj.(*platformv1.Backup); b.Labels[platformv1.LabelPolicy] == label {
 			mine = append(mine, b)
 		}
 	}
@@ -283,13 +286,14 @@ func isActive(b *platformv1.Backup) bool {
 }
 
 func (c *Controller) selectedClaims(namespace string, selector labels.Selector) ([]*corev1.PersistentVolumeClaim, error) {
-	all, err := c.claims.PersistentVolumeClaims(namespace).List(selector)
+	candidates, err := claimCandidates(c.claimIndex, namespace, selector)
 	if err != nil {
 		return nil, err
 	}
 	var claims []*corev1.PersistentVolumeClaim
-	for _, claim := range all {
-		if claim.DeletionTimestamp == nil {
+	for _, obj := range candidates {
+		claim := obj.(*corev1.PersistentVolumeClaim)
+		if claim.DeletionTimestamp == nil && selector.Matches(labels.Set(claim.Labels)) {
 			claims = append(claims, claim)
 		}
 	}

@@ -123,20 +123,33 @@ func sandbox(t testing.TB) (target, sibling string) {
 	return target, sibling
 }
 
+// extractionModes restore directly, or with everything staged first
+// (stage.go): entries are checked and placed by one path, reached two ways.
+var extractionModes = []struct {
+	name  string
+	setup func(t *testing.T)
+}{
+	{"direct", func(t *testing.T) { setBudget(t, &stageEntriesMax, 0) }},
+	{"staged", func(t *testing.T) { holdHash(t, nil) }},
+}
+
 func TestHostileArchivesAreRefused(t *testing.T) {
-	for _, tc := range hostileCases {
-		t.Run(tc.name, func(t *testing.T) {
-			target, sibling := sandbox(t)
-			before := snapshot(t, filepath.Dir(target))
-			data := buildTar(t, sibling, tc.entries)
-			p := filepath.Join(t.TempDir(), "hostile.tar")
-			if err := os.WriteFile(p, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := Restore(context.Background(), RestoreOptions{Archive: p, Target: target, SHA256: sha256Hex(data)})
-			wantReason(t, err, UnsafeArchive)
-			assertOutsideUntouched(t, before, snapshot(t, filepath.Dir(target)))
-		})
+	for _, mode := range extractionModes {
+		for _, tc := range hostileCases {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				mode.setup(t)
+				target, sibling := sandbox(t)
+				before := snapshot(t, filepath.Dir(target))
+				data := buildTar(t, sibling, tc.entries)
+				p := filepath.Join(t.TempDir(), "hostile.tar")
+				if err := os.WriteFile(p, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				_, err := Restore(context.Background(), RestoreOptions{Archive: p, Target: target, SHA256: sha256Hex(data)})
+				wantReason(t, err, UnsafeArchive)
+				assertOutsideUntouched(t, before, snapshot(t, filepath.Dir(target)))
+			})
+		}
 	}
 }
 
@@ -162,25 +175,30 @@ func assertOutsideUntouched(t testing.TB, before, after map[string]entryInfo) {
 // TestSymlinkReplacedByFile checks that writing a file where the archive made
 // a symlink replaces the link instead of writing through it.
 func TestSymlinkReplacedByFile(t *testing.T) {
-	target, sibling := sandbox(t)
-	before := snapshot(t, filepath.Dir(target))
-	data := buildTar(t, sibling, []entry{
-		{name: "f", typ: tar.TypeSymlink, link: "OUTSIDE/secret"},
-		{name: "f", typ: tar.TypeReg, body: "replaced"},
-		{name: "g", typ: tar.TypeSymlink, link: "../sibling/secret"},
-		{name: "g", typ: tar.TypeLink, link: "f"},
-	})
-	p := filepath.Join(t.TempDir(), "a.tar")
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
+	for _, mode := range extractionModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mode.setup(t)
+			target, sibling := sandbox(t)
+			before := snapshot(t, filepath.Dir(target))
+			data := buildTar(t, sibling, []entry{
+				{name: "f", typ: tar.TypeSymlink, link: "OUTSIDE/secret"},
+				{name: "f", typ: tar.TypeReg, body: "replaced"},
+				{name: "g", typ: tar.TypeSymlink, link: "../sibling/secret"},
+				{name: "g", typ: tar.TypeLink, link: "f"},
+			})
+			p := filepath.Join(t.TempDir(), "a.tar")
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Restore(context.Background(), RestoreOptions{Archive: p, Target: target, SHA256: sha256Hex(data)}); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(target, "g")); string(b) != "replaced" {
+				t.Errorf("g holds %q", b)
+			}
+			assertOutsideUntouched(t, before, snapshot(t, filepath.Dir(target)))
+		})
 	}
-	if _, err := Restore(context.Background(), RestoreOptions{Archive: p, Target: target, SHA256: sha256Hex(data)}); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(target, "g")); string(b) != "replaced" {
-		t.Errorf("g holds %q", b)
-	}
-	assertOutsideUntouched(t, before, snapshot(t, filepath.Dir(target)))
 }
 
 // TestMergeThroughExistingSymlink covers a target that already holds a
@@ -233,33 +251,44 @@ func FuzzRestore(f *testing.F) {
 		f.Fatal(err)
 	}
 	before := snapshot(f, sibling)
+	// Each input is extracted directly, then staged until its end (stage.go).
+	var verdict chan hashResult
+	testHookVerify = func(int) { verdict <- hashResult{sum: "verified"} }
+	f.Cleanup(func() { testHookVerify = func(int) {} })
 	f.Fuzz(func(t *testing.T, data []byte) {
-		target, err := os.MkdirTemp(parent, "target")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer removeTree(target)
 		// Seeds name a fixed outside path; point them at the sibling.
 		data = bytes.ReplaceAll(data, []byte(outside), []byte(sibling))
-		root, err := os.OpenRoot(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer root.Close()
-		x := newExtractor(root, make([]byte, 32<<10), &RestoreStats{})
-		if err := x.run(context.Background(), tar.NewReader(bytes.NewReader(data))); err == nil {
-			_ = x.finish()
-		}
-		// Escapes land beside the target or in the sibling, the only
-		// outside paths the inputs can name.
-		for _, n := range listDir(t, parent) {
-			if n != "sibling" && n != filepath.Base(target) {
-				t.Fatalf("%s was created outside the target", n)
+		for _, staged := range []bool{false, true} {
+			target, err := os.MkdirTemp(parent, "target")
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		assertSame(t, before, snapshot(t, sibling))
-		if t.Failed() {
-			t.FailNow()
+			root, err := os.OpenRoot(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := newExtractor(root, make([]byte, 32<<10), &RestoreStats{})
+			if staged {
+				verdict = make(chan hashResult, 1)
+				x.verify = &verification{hashed: verdict, want: "verified", prepare: func() error { return nil }}
+				x.verify.startStaging(root)
+			}
+			if err := x.run(context.Background(), tar.NewReader(bytes.NewReader(data))); err == nil {
+				_ = x.finish()
+			}
+			root.Close()
+			// Escapes land beside the target or in the sibling, the only
+			// outside paths the inputs can name.
+			for _, n := range listDir(t, parent) {
+				if n != "sibling" && n != filepath.Base(target) {
+					t.Fatalf("%s was created outside the target", n)
+				}
+			}
+			assertSame(t, before, snapshot(t, sibling))
+			removeTree(target)
+			if t.Failed() {
+				t.FailNow()
+			}
 		}
 	})
 }

@@ -111,14 +111,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		return nil, err
 	}
 	defer f.Close()
-	buf := make([]byte, copyBufferSize)
-	got, _, err := hashFile(f, buf)
-	if err != nil {
-		return nil, newError(ReadFailed, err, "cannot read archive %s", opts.Archive)
-	}
-	if got != want {
-		return nil, mismatch(opts.Archive, want, got)
-	}
+	hashed := hashInBackground(f, fi.Size())
 
 	root, err := os.OpenRoot(opts.Target)
 	if err != nil {
@@ -132,25 +125,30 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		Overwrite: mode,
 		Size:      fi.Size(),
 	}
-	if err := prepareTarget(root, opts.Target, mode, stats); err != nil {
+	present, err := targetEntries(root, opts.Target)
+	if err != nil {
 		return nil, err
 	}
-
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, newError(ReadFailed, err, "cannot rewind archive %s", opts.Archive)
+	v := &verification{hashed: hashed, want: want, archive: opts.Archive,
+		prepare: func() error { return prepareTarget(root, opts.Target, mode, stats) }}
+	if len(present) == 0 {
+		// Only into an empty target: staged files take room until they are linked, and a
+		// replace must not leave the old contents and the new side by side.
+		v.startStaging(root)
 	}
-	// Both passes read the same open file, so renaming another file over the
-	// archive cannot affect them; writing into it would change its size or
-	// times, which are compared after extraction. A second hash would double
-	// the CPU spent on large incompressible archives for no extra safety.
-	br := bufio.NewReaderSize(f, copyBufferSize)
+	x := newExtractor(root, make([]byte, copyBufferSize), stats)
+	x.verify = v
+
+	// The extraction reads the same open file as the hash, so renaming another file over the
+	// archive cannot affect either; writing into it would change its size or times, which are
+	// compared after extraction.
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, fi.Size()), copyBufferSize)
 	head, _ := br.Peek(len(zstdMagic))
 	stats.Compression = sniff(head)
 	dec, err := newDecompressor(stats.Compression, br)
 	if err != nil {
-		return nil, corrupt(opts.Archive, stats.Compression, err)
+		return nil, x.abandon(corrupt(opts.Archive, stats.Compression, err))
 	}
-	x := newExtractor(root, buf, stats)
 	xerr := x.run(ctx, tar.NewReader(dec))
 	dec.Close()
 	if xerr == nil {
@@ -176,16 +174,17 @@ func corrupt(archive string, c Compression, err error) *Error {
 	return newError(CorruptArchive, err, "archive %s matches its checksum but is not a valid %s-compressed tar stream, so it was damaged before it was checksummed; restore another backup", archive, c)
 }
 
-// prepareTarget enforces the overwrite mode before anything is extracted.
-func prepareTarget(root *os.Root, target string, mode Overwrite, stats *RestoreStats) error {
+// targetEntries lists what the target holds, but for an ext file system's
+// lost+found.
+func targetEntries(root *os.Root, target string) ([]string, error) {
 	d, err := root.Open(".")
 	if err != nil {
-		return newError(TargetNotFound, err, "cannot open restore target %s", target)
+		return nil, newError(TargetNotFound, err, "cannot open restore target %s", target)
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return newError(TargetNotFound, err, "cannot list restore target %s", target)
+		return nil, newError(TargetNotFound, err, "cannot list restore target %s", target)
 	}
 	var present []string
 	for _, n := range names {
@@ -195,6 +194,15 @@ func prepareTarget(root *os.Root, target string, mode Overwrite, stats *RestoreS
 			}
 		}
 		present = append(present, n)
+	}
+	return present, nil
+}
+
+// prepareTarget enforces the overwrite mode before anything is extracted.
+func prepareTarget(root *os.Root, target string, mode Overwrite, stats *RestoreStats) error {
+	present, err := targetEntries(root, target)
+	if err != nil {
+		return err
 	}
 	if len(present) == 0 {
 		return nil
@@ -224,9 +232,12 @@ type dirMeta struct {
 }
 
 type extractor struct {
-	root  *os.Root
-	buf   []byte
-	stats *RestoreStats
+	root *os.Root
+	// verify is the archive's pending verification: until it ends, entries
+	// are only staged (stage.go).
+	verify *verification
+	buf    []byte
+	stats  *RestoreStats
 	// symlinks holds the symlinks this archive created; an entry below one of
 	// them is the classic way of writing outside the target and is refused.
 	symlinks map[string]struct{}
@@ -242,14 +253,34 @@ func newExtractor(root *os.Root, buf []byte, stats *RestoreStats) *extractor {
 func (x *extractor) run(ctx context.Context, tr *tar.Reader) error {
 	for {
 		if err := ctx.Err(); err != nil {
+			if x.verify != nil {
+				x.verify.release()
+				return newError(Canceled, err, "restore interrupted before the archive was verified; nothing was written to the target")
+			}
 			return newError(Canceled, err, "restore interrupted; the target is partially restored: run the restore again with --overwrite replace")
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			return x.verified()
 		}
 		if err != nil {
-			return newError(CorruptArchive, err, "reading the next tar header")
+			err = newError(CorruptArchive, err, "reading the next tar header")
+			if x.verify != nil {
+				return x.abandon(err)
+			}
+			return err
+		}
+		if x.verify != nil {
+			staged, err := x.verify.stage(x, hdr, tr)
+			if err != nil {
+				return x.abandon(err)
+			}
+			if staged {
+				continue
+			}
+			if err := x.verified(); err != nil {
+				return err
+			}
 		}
 		if err := x.entry(hdr, tr); err != nil {
 			return err
@@ -305,7 +336,14 @@ func (x *extractor) underSymlink(name string) (string, bool) {
 	return "", false
 }
 
+// entry restores one entry read from the archive.
 func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
+	return x.place(hdr, func(name string) error { return x.file(name, hdr, r) })
+}
+
+// place checks an entry and creates it; regular creates a regular file
+// under its checked name.
+func (x *extractor) place(hdr *tar.Header, regular func(name string) error) error {
 	name, uerr := safeName(hdr.Name)
 	if uerr != nil {
 		return uerr
@@ -317,14 +355,14 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		return unsafeEntry(hdr.Name, "would replace the target directory itself")
 	}
 	var err error
-	switch hdr.Typeflag {
-	case tar.TypeDir:
+	switch {
+	case hdr.Typeflag == tar.TypeDir:
 		err = x.dir(name, hdr)
-	case tar.TypeReg, '\x00', tar.TypeGNUSparse, tar.TypeCont:
-		err = x.file(name, hdr, r)
-	case tar.TypeSymlink:
+	case isRegular(hdr):
+		err = regular(name)
+	case hdr.Typeflag == tar.TypeSymlink:
 		err = x.symlink(name, hdr)
-	case tar.TypeLink:
+	case hdr.Typeflag == tar.TypeLink:
 		err = x.hardlink(name, hdr)
 	default:
 		// Devices, pipes and unknown types: creating devices from an archive
@@ -418,6 +456,15 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 	return nil
 }
 
+// isRegular: the entry is a regular file, its content in the archive.
+func isRegular(hdr *tar.Header) bool {
+	switch hdr.Typeflag {
+	case tar.TypeReg, '\x00', tar.TypeGNUSparse, tar.TypeCont:
+		return true
+	}
+	return false
+}
+
 func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 	var f *os.File
 	err := x.retry(name, func() error {
@@ -429,8 +476,19 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 		return err
 	}
 	delete(x.symlinks, name)
+	n, err := x.content(f, r, isSparse(hdr))
+	x.stats.Bytes += n
+	if err != nil {
+		f.Close()
+		return err
+	}
+	return x.closeFile(f, hdr)
+}
+
+// content writes an entry's content into f.
+func (x *extractor) content(f *os.File, r io.Reader, sparse bool) (int64, error) {
 	var zeros []byte
-	if isSparse(hdr) {
+	if sparse {
 		// Skip the holes of sparse entries instead of writing them, so the
 		// file stays sparse and a small hostile archive cannot fill the
 		// target with zeros.
@@ -439,12 +497,11 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 		}
 		zeros = x.zeros
 	}
-	n, err := copyData(f, r, x.buf, zeros)
-	x.stats.Bytes += n
-	if err != nil {
-		f.Close()
-		return err
-	}
+	return copyData(f, r, x.buf, zeros)
+}
+
+// closeFile gives a written file its owner, mode and times, and closes it.
+func (x *extractor) closeFile(f *os.File, hdr *tar.Header) error {
 	if err := x.chown(func() error { return f.Chown(hdr.Uid, hdr.Gid) }); err != nil {
 		f.Close()
 		return err

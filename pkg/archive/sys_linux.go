@@ -3,6 +3,7 @@ package archive
 import (
 	"os"
 	"path"
+	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -122,4 +123,42 @@ func sameFile(a, b os.FileInfo) bool {
 		return false
 	}
 	return a.Size() == b.Size() && sa.Mtim == sb.Mtim && sa.Ctim == sb.Ctim
+}
+
+// openUnnamedFile makes a file without a name in dir (O_TMPFILE), to be
+// linked into the target once the archive is verified or freed when closed.
+// name is the entry it will hold, for messages. A variable so that tests can
+// play a file system without O_TMPFILE.
+var openUnnamedFile = func(dir *os.File, name string) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "open unnamed", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// procFD names an open file through /proc, the way linkat(2) can link a
+// file made with O_TMPFILE without CAP_DAC_READ_SEARCH.
+func procFD(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// canLinkUnnamed reports whether /proc names open files, which linking an
+// unnamed file needs; a container without /proc restores without staging.
+func canLinkUnnamed(dir *os.File) bool {
+	_, err := os.Stat(procFD(dir))
+	return err == nil
+}
+
+// linkUnnamed links the unnamed file f as name in the root. The parent is
+// opened through the root, so the link cannot land outside it, and linkat
+// never follows a symlink at the new name: an existing entry is EEXIST.
+func linkUnnamed(root *os.Root, f *os.File, name string) error {
+	dir, err := root.Open(path.Dir(name))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := unix.Linkat(unix.AT_FDCWD, procFD(f), int(dir.Fd()), path.Base(name), unix.AT_SYMLINK_FOLLOW); err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: name, Err: err}
+	}
+	return nil
 }

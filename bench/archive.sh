@@ -69,9 +69,13 @@ prepare_data() {
 }
 
 # timed LABEL CMD...: runs CMD under /usr/bin/time, prints "seconds maxrss_kb".
+# Dirty data is flushed first: tar -x leaves a restore's writes (and rm -rf its
+# deletions) for the kernel to write back later, which would otherwise slow
+# down whichever measurement runs next.
 timed() {
 	local label=$1
 	shift
+	sync
 	if ! /usr/bin/time -f '%e %M' -o "$work/time.txt" "$@" >"$work/out.txt" 2>"$work/err.txt"; then
 		log "FAILED: $label: $*"
 		cat "$work/err.txt" >&2

@@ -2,22 +2,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	kubefake "k8s.io/client-go/kubernetes/fake"
-	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"platform.example.com/backup-operator/pkg/metrics"
+	"platform.example.com/backup-operator/pkg/operator/operatortest"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -70,13 +67,7 @@ func TestEndpointsReportABusyAddress(t *testing.T) {
 
 func TestHealthzFailsForALeaderThatStoppedRenewing(t *testing.T) {
 	kubeClient := kubefake.NewSimpleClientset()
-	var apiDown atomic.Bool
-	kubeClient.PrependReactor("*", "leases", func(clienttesting.Action) (bool, runtime.Object, error) {
-		if apiDown.Load() {
-			return true, nil, errors.New("connection refused")
-		}
-		return false, nil, nil
-	})
+	apiDown := operatortest.LeaseOutage(kubeClient)
 	acquired := make(chan struct{})
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: &resourcelock.LeaseLock{

@@ -21,6 +21,7 @@ import (
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned/fake"
+	"platform.example.com/backup-operator/pkg/operator/operatortest"
 )
 
 // fastElection makes turns short enough for tests.
@@ -150,13 +151,7 @@ func TestOneReplicaLeadsAndTheStandbyTakesOverWhenItStops(t *testing.T) {
 
 func TestALeaderThatCannotRenewStopsAndCampaignsAgain(t *testing.T) {
 	kubeClient := kubefake.NewSimpleClientset()
-	var apiDown atomic.Bool
-	kubeClient.PrependReactor("*", "leases", func(clienttesting.Action) (bool, runtime.Object, error) {
-		if apiDown.Load() {
-			return true, nil, errors.New("connection refused")
-		}
-		return false, nil, nil
-	})
+	apiDown := operatortest.LeaseOutage(kubeClient)
 	a := startReplica(t, kubeClient, "replica-a", 0)
 	within(t, a.started, 5*time.Second, "replica-a leading")
 

@@ -219,6 +219,10 @@ func testContext(t *testing.T) context.Context {
 
 // Namespace creates a namespace for this test and deletes it when the test
 // ends (kept, and said so, if the test failed and E2E_KEEP_NAMESPACES is set).
+// It returns once the namespace's default ServiceAccount exists: the
+// controller manager adds it asynchronously, and until then the API server
+// refuses every pod there. Right after an API server restart that can take
+// the controller manager's informers many seconds.
 func (e *Env) Namespace(t *testing.T) string {
 	t.Helper()
 	base := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
@@ -241,8 +245,16 @@ func (e *Env) Namespace(t *testing.T) string {
 			t.Errorf("deleting namespace %s: %v", name, err)
 		}
 	})
+	Eventually(t, serviceAccountProvisionTimeout, 250*time.Millisecond, "the default ServiceAccount in namespace "+name, func() (bool, error) {
+		_, err := e.Kube.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
+		return err == nil, err
+	})
 	return name
 }
+
+// serviceAccountProvisionTimeout is how long a new namespace may go without
+// its default ServiceAccount, as in the upstream e2e framework.
+const serviceAccountProvisionTimeout = 2 * time.Minute
 
 // Eventually polls cond every interval until it returns true, and fails the
 // test after timeout with the description and the last error seen. cond may

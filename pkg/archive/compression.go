@@ -60,23 +60,6 @@ func CompressionForName(name string) (Compression, bool) {
 }
 
 const (
-	// zstdBlock is the encoder's block size, the unit its Huffman and FSE
-	// tables are built for. It matters more than anything else for size.
-	// Measured on the PostgreSQL data directory of docs/archive-format.md
-	// with 8 MiB frames: 32 KiB blocks write archives 3.7% smaller than the
-	// encoder's default of 128 KiB, 16 KiB 0.8% and 64 KiB 0.9% larger than
-	// 32 KiB. Because the tables are built per block, compressing costs
-	// about 20% more CPU than with 128 KiB blocks, and decompressing about
-	// 25% more than with 64 KiB. The encoder has no option for it:
-	// WithWindowSize lowers the block size to a window smaller than 128 KiB
-	// and never raises it, so zstdEncoderOptions sets the window to
-	// zstdBlock before setting it to zstdWindow (TestZstdBlockSize checks
-	// the outcome).
-	zstdBlock = 32 << 10
-	// zstdWindow is how far back matches reach, and what a decoder must
-	// keep. With 32 KiB blocks and 8 MiB frames, 256 KiB wrote 0.16% and
-	// 1 MiB 0.21% larger archives than 512 KiB.
-	zstdWindow = 512 << 10
 	// zstdFrame is the input of one independent frame (see frameWriter).
 	// Each frame starts with no history and no tables: against 8 MiB,
 	// 1 MiB frames were 0.64% larger, 2 MiB 0.33%, 4 MiB 0.11%, and 16 MiB
@@ -114,33 +97,28 @@ func zstdPool(lanes int) int {
 	return max((lanes-1)*zstdFrame, 4*zstdPiece)
 }
 
-// zstdLevel is the encoder level used for backups. Measured on a PostgreSQL
-// data directory (docs/archive-format.md) against `zstd -3`, with blocks
-// larger than zstdBlock: SpeedFastest needs 17% less CPU than SpeedDefault
-// but writes 8% larger archives than `zstd -3`, SpeedDefault 3% larger ones,
-// SpeedBetterCompression still 1.5% larger ones for about 2.5 times the CPU,
-// which would make backups far slower than `zstd -T0`. With zstdBlock,
-// SpeedDefault is as small as `zstd -3`.
-const zstdLevel = zstd.SpeedDefault
-
-// zstdEncoderOptions configures each of the frame writer's encoders.
-func zstdEncoderOptions() []zstd.EOption {
-	return []zstd.EOption{
-		zstd.WithEncoderLevel(zstdLevel),
-		zstd.WithWindowSize(zstdBlock), // sets the block size, see zstdBlock
-		zstd.WithWindowSize(zstdWindow),
-		// Each frame keeps its content checksum (xxhash64, about 0.1 s of
-		// CPU per GB, computed by the lanes). It is not redundant with
-		// the archive's sha256, which proves the file is the one written:
-		// it proves that decompressing gives back what was compressed, and
-		// plain zstd and tar check it in an emergency restore.
-		zstd.WithEncoderCRC(true),
-		// WithLowerEncoderMem stays off: it would keep only 128 KiB of
-		// history beyond the window, and the encoder would move the
-		// window down every 128 KiB instead of every window, copying four
-		// times the input for 384 KiB less per lane.
-	}
-}
+// Backups compress with libzstd, the reference implementation, at the zstd
+// tool's default level; restores decompress with the klauspost decoder, in
+// Go, so that the code that parses untrusted archives is memory-safe.
+//
+// Measured on the tar of the PostgreSQL data directory of
+// docs/archive-format.md in 8 MiB frames on two lanes, the klauspost
+// encoder at its default level needed 2.6-3.0 s of CPU and wrote 57.4 MB
+// (and only that small with 32 KiB blocks, which cost it 20% more CPU);
+// libzstd at level 3 needed 1.55-1.84 s and wrote 57.05 MB, smaller than
+// `zstd -T0` (57.25 MB). libzstd at level 2 was 19-35% faster but 6.5%
+// larger.
+const (
+	// zstdLevel is libzstd's compression level, the zstd tool's default.
+	zstdLevel = 3
+	// zstdWindowLog sets how far back matches reach, and what a decoder
+	// must keep: 512 KiB instead of level 3's 2 MiB. It wrote 1.0% smaller
+	// archives of the PostgreSQL data directory (56.50 MB) for the same
+	// CPU; 256 KiB and 1 MiB windows were larger (57.20 and 56.83 MB), as
+	// 128 KiB was (59.32 MB).
+	zstdWindowLog = 19
+	zstdWindow    = 1 << zstdWindowLog
+)
 
 // newCompressor wraps w in the chosen compressor; closing the result flushes
 // the compressed stream but does not close w.
@@ -148,7 +126,7 @@ func newCompressor(c Compression, w io.Writer) (io.WriteCloser, error) {
 	switch c {
 	case Zstd:
 		lanes := runtime.GOMAXPROCS(0)
-		return newFrameWriter(w, lanes, zstdFrame, zstdPiece, zstdPool(lanes)/zstdPiece, zstdEncoderOptions()...)
+		return newFrameWriter(w, lanes, zstdFrame, zstdPiece, zstdPool(lanes)/zstdPiece, newZstdEncoder)
 	case Gzip:
 		zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
 		if err != nil {

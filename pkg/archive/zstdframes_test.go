@@ -86,7 +86,7 @@ func parseZstdFrames(t *testing.T, b []byte) []zstdFrameInfo {
 func testFrameWriter(t *testing.T, data []byte, lanes, chunk, piece, pieces int) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	fw, err := newFrameWriter(&out, lanes, chunk, piece, pieces, zstdEncoderOptions()...)
+	fw, err := newFrameWriter(&out, lanes, chunk, piece, pieces, newZstdEncoder)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,11 +200,12 @@ func TestFrameWriterTinyPool(t *testing.T) {
 	}
 }
 
-// TestZstdBlockSize pins the option order that sets the block size (see
-// zstdBlock): on incompressible data every block but a frame's last is a raw
-// block of exactly zstdBlock bytes, and frames announce zstdWindow.
-func TestZstdBlockSize(t *testing.T) {
-	data := make([]byte, zstdFrame+3*zstdBlock+8)
+// TestZstdEncoderFrames checks what the libzstd parameters produce: every
+// frame announces zstdWindow and carries a checksum, incompressible data is
+// stored in raw blocks of at most 128 KiB with little overhead, and the C
+// memory an encoder holds stays small.
+func TestZstdEncoderFrames(t *testing.T) {
+	data := make([]byte, zstdFrame+3*zstdPiece+8)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i < len(data); i += 8 {
 		binary.LittleEndian.PutUint64(data[i:], rng.Uint64())
@@ -214,18 +215,46 @@ func TestZstdBlockSize(t *testing.T) {
 	if len(frames) != 2 {
 		t.Fatalf("%d frames, want 2", len(frames))
 	}
+	stored := 0
 	for i, f := range frames {
 		if f.window != zstdWindow {
 			t.Errorf("frame %d announces a window of %d bytes, want %d", i, f.window, zstdWindow)
 		}
-		for j, raw := range f.raw[:len(f.raw)-1] {
-			if raw != zstdBlock {
-				t.Fatalf("frame %d block %d: raw size %d (stored %d), want a raw block of %d", i, j, raw, f.blocks[j], zstdBlock)
+		if !f.checksum {
+			t.Errorf("frame %d has no checksum", i)
+		}
+		for j, raw := range f.raw {
+			if raw < 0 || raw > 128<<10 {
+				t.Fatalf("frame %d block %d: %d bytes (stored %d), want a raw block of at most 128 KiB", i, j, raw, f.blocks[j])
 			}
+			stored += raw
 		}
 	}
-	if n := len(out) - len(data); n > 100+len(data)/zstdBlock*3 {
+	if stored != len(data) {
+		t.Errorf("raw blocks hold %d bytes, want %d", stored, len(data))
+	}
+	if n := len(out) - len(data); n > 100+len(data)/(128<<10)*3 {
 		t.Errorf("incompressible data grew by %d bytes", n)
+	}
+
+	enc, err := newZstdEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Release()
+	var sink bytes.Buffer
+	if err := enc.Reset(&sink); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enc.Write(testData(zstdFrame)); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("encoder C memory after a frame: %d KiB", enc.(*zstdEncoder).memory()>>10)
+	if m := enc.(*zstdEncoder).memory(); m > 4<<20 {
+		t.Errorf("an encoder holds %d KiB of C memory after a frame, want at most 4 MiB", m>>10)
 	}
 }
 
@@ -245,7 +274,7 @@ func (f *failAfter) Write(p []byte) (int, error) {
 func TestFrameWriterSinkErrors(t *testing.T) {
 	data := testData(1 << 20)
 	for _, limit := range []int{0, 1000, 50 << 10} {
-		fw, err := newFrameWriter(&failAfter{limit: limit}, 2, 16<<10, 4<<10, 4, zstdEncoderOptions()...)
+		fw, err := newFrameWriter(&failAfter{limit: limit}, 2, 16<<10, 4<<10, 4, newZstdEncoder)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -280,6 +280,13 @@ func (l *frameLane) run() {
 	defer l.fw.lanesDone.Done()
 	started := false
 	for p := range l.in {
+		if !started && l.fw.failure() == nil {
+			if err := l.enc.Reset(l); err != nil {
+				l.fw.fail(err)
+			} else {
+				started = true
+			}
+		}
 		if l.fw.failure() != nil {
 			// Keep draining, so that Write and Close never wait for a
 			// piece this lane holds.
@@ -287,16 +294,6 @@ func (l *frameLane) run() {
 				l.fw.putPiece(p)
 			}
 			continue
-		}
-		if !started {
-			if err := l.enc.Reset(l); err != nil {
-				l.fw.fail(err)
-				if p != nil {
-					l.fw.putPiece(p)
-				}
-				continue
-			}
-			started = true
 		}
 		if p != nil {
 			_, err := l.enc.Write(p)

@@ -252,8 +252,9 @@ func TestZstdEncoderFrames(t *testing.T) {
 	if err := enc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("encoder C memory after a frame: %d KiB", enc.(*zstdEncoder).memory()>>10)
-	if m := enc.(*zstdEncoder).memory(); m > 4<<20 {
+	m := enc.(*zstdEncoder).memory()
+	t.Logf("encoder C memory after a frame: %d KiB", m>>10)
+	if m > 4<<20 {
 		t.Errorf("an encoder holds %d KiB of C memory after a frame, want at most 4 MiB", m>>10)
 	}
 }

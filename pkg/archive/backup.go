@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,12 +32,18 @@ type BackupOptions struct {
 	// Source is the directory to archive.
 	Source string
 	// Output is the archive's full file name; its extension must match the
-	// compression (.tar.zst, .tar.gz or .tar).
+	// compression (.tar.zst, .tar.gz or .tar). It is written as a file unless
+	// Sink is set.
 	Output string
+	// Sink, when set, receives the archive instead of the file Output, and
+	// names it: the storage backend's writer.
+	Sink Sink
 	// Compression defaults to the one implied by Output's extension.
 	Compression Compression
 	// ToolVersion is recorded in the manifest.
 	ToolVersion string
+	// Origin is recorded in the manifest.
+	Origin Origin
 	// MaxChangedList bounds ChangedFileList; zero means DefaultMaxChangedList.
 	MaxChangedList int
 
@@ -83,33 +90,39 @@ type BackupStats struct {
 // and on disk; on any failure nothing is left under the final name.
 func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	start := time.Now()
-	comp, err := checkBackupOptions(&opts)
+	name := opts.Output
+	if opts.Sink != nil {
+		name = opts.Sink.Name()
+	}
+	comp, err := checkBackupOptions(&opts, name)
 	if err != nil {
 		return nil, err
 	}
-	stats := &BackupStats{
-		Archive:      opts.Output,
-		ChecksumFile: checksumName(opts.Output),
-		ManifestFile: manifestName(opts.Output),
-		Compression:  comp,
-	}
-
-	af, err := createAtomic(opts.Output)
-	if err != nil {
-		return nil, writeError(err, "cannot create a temporary file beside %s", opts.Output)
+	sink := opts.Sink
+	if sink == nil {
+		if sink, err = CreateFile(opts.Output, opts.Source); err != nil {
+			return nil, err
+		}
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			af.abort()
+			sink.Abort()
 		}
 	}()
-
-	var sink io.Writer = af
-	if opts.wrapOutput != nil {
-		sink = opts.wrapOutput(sink)
+	name = sink.Name()
+	stats := &BackupStats{
+		Archive:      name,
+		ChecksumFile: checksumName(name),
+		ManifestFile: manifestName(name),
+		Compression:  comp,
 	}
-	hw := newHashingWriter(sink)
+
+	var out io.Writer = sink
+	if opts.wrapOutput != nil {
+		out = opts.wrapOutput(out)
+	}
+	hw := newHashingWriter(out)
 	defer hw.close()
 	cw, err := newCompressor(comp, hw)
 	if err != nil {
@@ -142,12 +155,7 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	}
 	if werr == nil {
 		if err := hw.flush(); err != nil {
-			werr = writeError(err, "cannot write archive %s", opts.Output)
-		}
-	}
-	if werr == nil {
-		if err := af.sync(); err != nil {
-			werr = writeError(err, "cannot flush archive %s to disk", opts.Output)
+			werr = writeError(err, "cannot write archive %s", name)
 		}
 	}
 	if werr != nil {
@@ -158,8 +166,9 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	stats.SHA256 = hw.sum()
 	m := Manifest{
 		ManifestVersion: ManifestVersion,
-		Archive:         filepath.Base(opts.Output),
+		Archive:         path.Base(name),
 		Source:          opts.Source,
+		Origin:          opts.Origin,
 		Compression:     comp,
 		SHA256:          stats.SHA256,
 		Size:            stats.Size,
@@ -180,23 +189,8 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	if err != nil {
 		return nil, newError(Internal, err, "cannot encode the manifest")
 	}
-	// The side files go first so that an archive under its final name always
-	// has them; a crash in between leaves only side files, which the next
-	// attempt or a delete replaces.
-	if err := writeFileAtomic(stats.ChecksumFile, checksumLine(stats.SHA256, opts.Output)); err != nil {
-		return nil, writeError(err, "cannot write checksum file %s", stats.ChecksumFile)
-	}
-	if err := writeFileAtomic(stats.ManifestFile, mb); err != nil {
-		os.Remove(stats.ChecksumFile)
-		return nil, writeError(err, "cannot write manifest %s", stats.ManifestFile)
-	}
-	if err := af.commit(); err != nil {
-		if errors.Is(err, errExists) {
-			return nil, outputExists(opts.Output)
-		}
-		os.Remove(stats.ChecksumFile)
-		os.Remove(stats.ManifestFile)
-		return nil, writeError(err, "cannot rename the finished archive to %s", opts.Output)
+	if err := sink.Commit(ctx, stats.Size, checksumLine(stats.SHA256, name), mb); err != nil {
+		return nil, err
 	}
 	committed = true
 	return stats, nil
@@ -213,24 +207,35 @@ func closeAll(tw *tar.Writer, cw io.Closer) error {
 	return nil
 }
 
-func checkBackupOptions(opts *BackupOptions) (Compression, error) {
+// CheckBackupOptions validates opts for an archive called name before anything is written: the
+// agent calls it before it opens the storage. It fills in the compression the name implies and
+// makes the source absolute.
+func CheckBackupOptions(opts *BackupOptions, name string) error {
+	comp, err := checkBackupOptions(opts, name)
+	if err == nil {
+		opts.Compression = comp
+	}
+	return err
+}
+
+func checkBackupOptions(opts *BackupOptions, name string) (Compression, error) {
 	if opts.Source == "" {
 		return "", newError(InvalidArgument, nil, "--source is required: pass the directory to back up")
 	}
-	if opts.Output == "" {
+	if name == "" {
 		return "", newError(InvalidArgument, nil, "--output is required: pass the archive's full file name, ending in .tar.zst, .tar.gz or .tar")
 	}
 	comp := opts.Compression
-	byName, ok := CompressionForName(opts.Output)
+	byName, ok := CompressionForName(name)
 	switch {
 	case !ok && comp == "":
-		return "", newError(InvalidArgument, nil, "--output %q must end in .tar.zst (zstd, the default), .tar.gz (gzip) or .tar (none)", opts.Output)
+		return "", newError(InvalidArgument, nil, "--output %q must end in .tar.zst (zstd, the default), .tar.gz (gzip) or .tar (none)", name)
 	case !ok:
-		return "", newError(InvalidArgument, nil, "--output %q must end in %s for --compression %s", opts.Output, comp.Extension(), comp)
+		return "", newError(InvalidArgument, nil, "--output %q must end in %s for --compression %s", name, comp.Extension(), comp)
 	case comp == "":
 		comp = byName
 	case comp != byName:
-		return "", newError(InvalidArgument, nil, "--output %q ends in %s but --compression is %s: name it %s", opts.Output, byName.Extension(), comp, strings.TrimSuffix(opts.Output, byName.Extension())+comp.Extension())
+		return "", newError(InvalidArgument, nil, "--output %q ends in %s but --compression is %s: name it %s", name, byName.Extension(), comp, strings.TrimSuffix(name, byName.Extension())+comp.Extension())
 	}
 
 	src, err := filepath.Abs(opts.Source)
@@ -241,21 +246,7 @@ func checkBackupOptions(opts *BackupOptions) (Compression, error) {
 	if err != nil || !fi.IsDir() {
 		return "", newError(SourceNotFound, err, "source %s is not a readable directory: check the volume is mounted at that path", src)
 	}
-	out, err := filepath.Abs(opts.Output)
-	if err != nil {
-		return "", newError(InvalidArgument, err, "invalid --output %q", opts.Output)
-	}
-	dir := filepath.Dir(out)
-	if di, err := os.Stat(dir); err != nil || !di.IsDir() {
-		return "", newError(WriteFailed, err, "output directory %s does not exist: mount the storage volume or create the directory", dir)
-	}
-	if inside(realPath(dir), realPath(src)) {
-		return "", newError(InvalidArgument, nil, "--output %s is inside --source %s: the archive would contain itself; write it to another volume", out, src)
-	}
-	if _, err := os.Lstat(out); err == nil {
-		return "", outputExists(out)
-	}
-	opts.Source, opts.Output = src, out
+	opts.Source = src
 	return comp, nil
 }
 

@@ -221,6 +221,12 @@ func mismatch(path, want, got string) *Error {
 		path, got, want)
 }
 
+// CheckSHA256 validates a user-supplied checksum, with a message that says what to pass.
+func CheckSHA256(s string) error {
+	_, err := normalizeSHA256(s)
+	return err
+}
+
 // normalizeSHA256 lowercases a user-supplied checksum and validates it.
 func normalizeSHA256(s string) (string, error) {
 	s = strings.ToLower(strings.TrimSpace(s))

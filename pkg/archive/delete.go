@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // DeleteStats describes what Delete removed.
@@ -15,6 +16,9 @@ type DeleteStats struct {
 	// AlreadyDeleted is true when the archive did not exist (deleting twice
 	// succeeds); side files and leftovers are still cleaned up.
 	AlreadyDeleted bool `json:"alreadyDeleted"`
+	// RetainedUntil is set when object storage refused the deletion because object lock
+	// retains the archive until then (reason ArchiveRetained).
+	RetainedUntil *time.Time `json:"retainedUntil,omitempty"`
 }
 
 // Delete removes an archive, its checksum file, its manifest and any

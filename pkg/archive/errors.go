@@ -41,6 +41,42 @@ const (
 	Internal Reason = "Internal"
 )
 
+// Reasons reported by object storage. The message names what to fix; the controller turns them
+// into a BackupStorage's Ready condition.
+const (
+	// StorageUnreachable: the endpoint did not answer (DNS, connection refused, timeout).
+	StorageUnreachable Reason = "EndpointUnreachable"
+	// StorageTLSUntrusted: the endpoint's certificate is not trusted by the CA bundle.
+	StorageTLSUntrusted Reason = "TLSNotTrusted"
+	// StorageAccessDenied: the credentials are wrong, or lack a permission the operation needs.
+	StorageAccessDenied Reason = "AccessDenied"
+	// StorageBucketNotFound: the bucket does not exist.
+	StorageBucketNotFound Reason = "BucketNotFound"
+	// StorageWrongRegion: the bucket is in another region than the one configured.
+	StorageWrongRegion Reason = "WrongRegion"
+	// StorageReadOnly: the storage is ReadOnly, and the operation would write or delete.
+	StorageReadOnly Reason = "StorageReadOnly"
+	// StorageError: the server refused the request for another reason; the message has its
+	// code and text.
+	StorageError Reason = "StorageError"
+	// ArchiveTooLarge: the archive would need more parts than an upload may have; the part
+	// size must grow (a larger size hint), and nothing was left under the final name.
+	ArchiveTooLarge Reason = "ArchiveTooLarge"
+	// ArchiveRetained: the server's object lock keeps the archive until a date; it was not
+	// deleted.
+	ArchiveRetained Reason = "ArchiveRetained"
+)
+
+// IsStorageReason reports whether r says the storage itself is unusable, as opposed to a
+// problem with one archive or with the data: a reason to validate the storage again.
+func IsStorageReason(r Reason) bool {
+	switch r {
+	case StorageUnreachable, StorageTLSUntrusted, StorageAccessDenied, StorageBucketNotFound, StorageWrongRegion:
+		return true
+	}
+	return false
+}
+
 // Error is a failure with a Reason and a message that says what was wrong and
 // what to do about it.
 type Error struct {

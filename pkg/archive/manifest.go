@@ -12,9 +12,11 @@ const ManifestVersion = 1
 // Manifest describes an archive. It is written beside the archive as
 // <archive>.manifest.json so the storage alone explains what each file holds.
 type Manifest struct {
-	ManifestVersion int         `json:"manifestVersion"`
-	Archive         string      `json:"archive"`
-	Source          string      `json:"source"`
+	ManifestVersion int    `json:"manifestVersion"`
+	Archive         string `json:"archive"`
+	Source          string `json:"source"`
+	// Origin says what was backed up, so that the storage alone can rebuild the Backup.
+	Origin          `json:",inline"`
 	Compression     Compression `json:"compression"`
 	SHA256          string      `json:"sha256"`
 	Size            int64       `json:"size"`
@@ -30,6 +32,31 @@ type Manifest struct {
 	StartTime       time.Time   `json:"startTime"`
 	CompletionTime  time.Time   `json:"completionTime"`
 	ToolVersion     string      `json:"toolVersion"`
+}
+
+// Origin is what a backup archived, in the cluster's terms: recorded in the manifest so that a
+// cluster that has only the storage can tell which claim, policy and Backup an archive is of.
+type Origin struct {
+	// Namespace and PVC are the claim that was archived.
+	Namespace string `json:"namespace,omitempty"`
+	PVC       string `json:"pvc,omitempty"`
+	// Policy is the BackupPolicy that made the Backup; empty for one made by hand.
+	Policy string `json:"policy,omitempty"`
+	// Backup is the Backup's name and BackupUID its UID.
+	Backup    string `json:"backup,omitempty"`
+	BackupUID string `json:"backupUID,omitempty"`
+}
+
+// DecodeManifest parses a manifest, refusing versions this tool does not know.
+func DecodeManifest(b []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, newError(CorruptArchive, err, "manifest is not valid JSON")
+	}
+	if m.ManifestVersion < 1 || m.ManifestVersion > ManifestVersion {
+		return nil, newError(CorruptArchive, nil, "manifest version %d is not one this tool reads (1 to %d): upgrade the operator", m.ManifestVersion, ManifestVersion)
+	}
+	return &m, nil
 }
 
 func (m *Manifest) encode() ([]byte, error) {

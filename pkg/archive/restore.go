@@ -47,8 +47,10 @@ func ParseOverwrite(s string) (Overwrite, error) {
 
 // RestoreOptions configures Restore.
 type RestoreOptions struct {
-	// Archive is the file to restore.
+	// Archive is the file to restore, unless From is set.
 	Archive string
+	// From, when set, is the archive to restore: the storage backend's reader.
+	From Source
 	// Target is the existing directory to restore into.
 	Target string
 	// SHA256 is the archive's expected hash; nothing is written unless the
@@ -56,6 +58,30 @@ type RestoreOptions struct {
 	SHA256 string
 	// Overwrite defaults to OverwriteRefuse.
 	Overwrite Overwrite
+}
+
+// CheckRestoreOptions validates opts before anything is read or written, normalizing the
+// checksum and the overwrite mode.
+func CheckRestoreOptions(opts *RestoreOptions) error {
+	if opts.Archive == "" && opts.From == nil {
+		return newError(InvalidArgument, nil, "--archive is required: pass the archive file to restore")
+	}
+	if opts.Target == "" {
+		return newError(InvalidArgument, nil, "--target is required: pass the directory to restore into")
+	}
+	want, err := normalizeSHA256(opts.SHA256)
+	if err != nil {
+		return err
+	}
+	mode := opts.Overwrite
+	if mode == "" {
+		mode = OverwriteRefuse
+	}
+	if mode, err = ParseOverwrite(string(mode)); err != nil {
+		return err
+	}
+	opts.SHA256, opts.Overwrite = want, mode
+	return nil
 }
 
 // RestoreStats is what Restore wrote.
@@ -88,30 +114,20 @@ type RestoreStats struct {
 // file operation goes through an os.Root opened on the target, and entries
 // that try to leave it are refused with UnsafeArchive.
 func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
-	if opts.Archive == "" {
-		return nil, newError(InvalidArgument, nil, "--archive is required: pass the archive file to restore")
-	}
-	if opts.Target == "" {
-		return nil, newError(InvalidArgument, nil, "--target is required: pass the directory to restore into")
-	}
-	want, err := normalizeSHA256(opts.SHA256)
-	if err != nil {
+	if err := CheckRestoreOptions(&opts); err != nil {
 		return nil, err
 	}
-	mode := opts.Overwrite
-	if mode == "" {
-		mode = OverwriteRefuse
+	want, mode := opts.SHA256, opts.Overwrite
+	var err error
+	src := opts.From
+	if src == nil {
+		if src, err = OpenFile(opts.Archive); err != nil {
+			return nil, err
+		}
+		defer src.Close()
 	}
-	if mode, err = ParseOverwrite(string(mode)); err != nil {
-		return nil, err
-	}
-
-	f, fi, err := openArchive(opts.Archive)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	hashed := hashInBackground(f, fi.Size())
+	name := src.Name()
+	hashed := hashInBackground(ctx, src)
 
 	root, err := os.OpenRoot(opts.Target)
 	if err != nil {
@@ -119,17 +135,17 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 	}
 	defer root.Close()
 	stats := &RestoreStats{
-		Archive:   opts.Archive,
+		Archive:   name,
 		Target:    opts.Target,
 		SHA256:    want,
 		Overwrite: mode,
-		Size:      fi.Size(),
+		Size:      src.Size(),
 	}
 	present, err := targetEntries(root, opts.Target)
 	if err != nil {
 		return nil, err
 	}
-	v := &verification{hashed: hashed, want: want, archive: opts.Archive,
+	v := &verification{hashed: hashed, want: want, archive: name,
 		prepare: func() error { return prepareTarget(root, opts.Target, mode, stats) }}
 	if len(present) == 0 {
 		// Only into an empty target: staged files take room until they are linked, and a
@@ -139,15 +155,19 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 	x := newExtractor(root, make([]byte, copyBufferSize), stats)
 	x.verify = v
 
-	// The extraction reads the same open file as the hash, so renaming another file over the
-	// archive cannot affect either; writing into it would change its size or times, which are
-	// compared after extraction.
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, fi.Size()), copyBufferSize)
+	// The extraction reads the archive through a reader of its own, which sees the bytes the
+	// hash sees (Source.Open); Unchanged checks that after the extraction.
+	r, err := src.Open(ctx)
+	if err != nil {
+		return nil, x.abandon(err)
+	}
+	defer r.Close()
+	br := bufio.NewReaderSize(r, copyBufferSize)
 	head, _ := br.Peek(len(zstdMagic))
 	stats.Compression = sniff(head)
 	dec, err := newDecompressor(stats.Compression, br)
 	if err != nil {
-		return nil, x.abandon(corrupt(opts.Archive, stats.Compression, err))
+		return nil, x.abandon(corrupt(name, stats.Compression, err))
 	}
 	xerr := x.run(ctx, tar.NewReader(dec))
 	dec.Close()
@@ -157,12 +177,16 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 	if xerr != nil {
 		var e *Error
 		if errors.As(xerr, &e) && e.Reason == CorruptArchive {
-			e.Msg = corrupt(opts.Archive, stats.Compression, nil).Msg + ": " + e.Msg
+			e.Msg = corrupt(name, stats.Compression, nil).Msg + ": " + e.Msg
 		}
 		return nil, xerr
 	}
-	if after, err := f.Stat(); err != nil || !sameFile(fi, after) {
-		return nil, newError(ChecksumMismatch, err, "archive %s was modified while it was being restored: the target holds an unverified restore; make sure nothing writes the archive and restore again with --overwrite replace", opts.Archive)
+	if err := src.Unchanged(); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.Msg += "; the target holds an unverified restore: restore again with --overwrite replace"
+		}
+		return nil, err
 	}
 	if err := syncRoot(root); err != nil {
 		return nil, newError(WriteFailed, err, "cannot flush the restored files in %s to disk", opts.Target)

@@ -2,6 +2,8 @@ package archive
 
 import (
 	"archive/tar"
+	"context"
+	"errors"
 	"io"
 	"os"
 )
@@ -41,12 +43,18 @@ type hashResult struct {
 
 // hashInBackground hashes the whole archive beside the extraction, through a
 // reader of its own.
-func hashInBackground(f *os.File, size int64) <-chan hashResult {
+func hashInBackground(ctx context.Context, src Source) <-chan hashResult {
 	done := make(chan hashResult, 1)
 	hook := testHookHash
 	go func() {
 		hook()
-		sum, _, err := hashFile(io.NewSectionReader(f, 0, size), make([]byte, copyBufferSize))
+		r, err := src.Open(ctx)
+		if err != nil {
+			done <- hashResult{err: err}
+			return
+		}
+		defer r.Close()
+		sum, _, err := hashFile(r, make([]byte, copyBufferSize))
 		done <- hashResult{sum, err}
 	}()
 	return done
@@ -142,8 +150,12 @@ func (v *verification) checkHash() error {
 		r := <-v.hashed
 		v.result = &r
 	}
-	if v.result.err != nil {
-		return newError(ReadFailed, v.result.err, "cannot read archive %s", v.archive)
+	if err := v.result.err; err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return e // the storage already said what failed
+		}
+		return newError(ReadFailed, err, "cannot read archive %s", v.archive)
 	}
 	if v.result.sum != v.want {
 		return mismatch(v.archive, v.want, v.result.sum)

@@ -24,22 +24,36 @@ type VerifyStats struct {
 	Other int64 `json:"other"`
 }
 
-// Verify proves an archive is intact in one read: its sha256 must equal
+// Verify proves an archive file is intact in one read: its sha256 must equal
 // want, and it must decompress and parse as tar to the end.
 func Verify(ctx context.Context, archive, want string) (*VerifyStats, error) {
 	if archive == "" {
 		return nil, newError(InvalidArgument, nil, "--archive is required: pass the archive file to verify")
 	}
+	if _, err := normalizeSHA256(want); err != nil {
+		return nil, err
+	}
+	src, err := OpenFile(archive)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return VerifySource(ctx, src, want)
+}
+
+// VerifySource is Verify of an archive on any storage.
+func VerifySource(ctx context.Context, src Source, want string) (*VerifyStats, error) {
 	want, err := normalizeSHA256(want)
 	if err != nil {
 		return nil, err
 	}
-	f, fi, err := openArchive(archive)
+	archive := src.Name()
+	stats := &VerifyStats{Archive: archive, Size: src.Size()}
+	f, err := src.Open(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	stats := &VerifyStats{Archive: archive, Size: fi.Size()}
 
 	hr := newHashingReader(f)
 	br := bufio.NewReaderSize(hr, copyBufferSize)

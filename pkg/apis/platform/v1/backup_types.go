@@ -118,9 +118,18 @@ type BackupStatus struct {
 
 // Artifact is an archive on storage and what is known about it.
 type Artifact struct {
-	// path of the archive relative to the storage volume's root, such as
-	// "backups/db/data-db-0/daily-backups-data-db-0-29001234.tar.zst".
+	// path of the archive relative to the storage's root (the volume's root, or the bucket's),
+	// such as "backups/db/data-db-0/daily-backups-data-db-0-29001234.tar.zst".
 	Path string `json:"path"`
+
+	// storageName is the BackupStorage that holds the archive; empty for an inline claim.
+	// +optional
+	StorageName string `json:"storageName,omitempty"`
+
+	// bucket that holds the archive, for object storage. Recorded so that the archive stays
+	// restorable when the BackupStorage is later pointed elsewhere.
+	// +optional
+	Bucket string `json:"bucket,omitempty"`
 
 	// size of the archive file in bytes.
 	// +kubebuilder:validation:Minimum=0

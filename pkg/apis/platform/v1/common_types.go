@@ -44,9 +44,16 @@ const (
 	DefaultKeepFailed int32 = 3
 )
 
-// Storage says where archives are kept.
-// +kubebuilder:validation:XValidation:rule="has(self.persistentVolumeClaim)",message="storage needs a backend: set storage.persistentVolumeClaim.claimName"
+// Storage says where archives are kept: a BackupStorage by name, or a claim inline.
+// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.persistentVolumeClaim)",message="storage needs exactly one of name (a BackupStorage) and persistentVolumeClaim.claimName"
 type Storage struct {
+	// name of a BackupStorage in the same namespace that keeps the archives, such as an S3
+	// bucket.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
+
 	// persistentVolumeClaim keeps archives on the volume of a claim in the same namespace. Give it
 	// an access mode that lets backup pods on any node mount it (ReadWriteMany), or keep all
 	// backed-up volumes on one node.

@@ -13,6 +13,9 @@ const (
 	ReasonRunning = "Running"
 	// ReasonCompleted: the run succeeded.
 	ReasonCompleted = "Completed"
+	// ReasonImported: the Backup was made from an archive found on a BackupStorage, not by a run
+	// of its own; on a BackupStorage's Imported condition, the last import listed the storage.
+	ReasonImported = "Imported"
 )
 
 // Reasons of the Succeeded condition when a Backup or Restore failed (status False) because of
@@ -24,8 +27,11 @@ const (
 	// ReasonClaimNotBound: the claim to back up is not bound to a volume, so there is nothing to
 	// read; mounting it would provision an empty volume instead.
 	ReasonClaimNotBound = "ClaimNotBound"
-	// ReasonStorageNotFound: the claim that holds archives does not exist.
+	// ReasonStorageNotFound: the claim that holds archives, or the BackupStorage a spec names,
+	// does not exist.
 	ReasonStorageNotFound = "StorageNotFound"
+	// ReasonStorageReadOnly: a Backup names a ReadOnly BackupStorage, which is never written.
+	ReasonStorageReadOnly = "StorageReadOnly"
 	// ReasonClaimInUse: another running pod holds the claim in a way the agent cannot share: a
 	// ReadWriteOncePod claim that only one pod may mount, or a restore target mounted read-write.
 	ReasonClaimInUse = "ClaimInUse"
@@ -78,6 +84,22 @@ const (
 	ReasonTargetNotEmpty = "TargetNotEmpty"
 	// ReasonCanceled: the agent was stopped before it finished.
 	ReasonCanceled = "Canceled"
+	// ReasonEndpointUnreachable: the object storage's endpoint did not answer.
+	ReasonEndpointUnreachable = "EndpointUnreachable"
+	// ReasonTLSNotTrusted: the object storage's certificate is not trusted: set its caBundle.
+	ReasonTLSNotTrusted = "TLSNotTrusted"
+	// ReasonAccessDenied: the object storage refused the credentials, or they lack a permission.
+	ReasonAccessDenied = "AccessDenied"
+	// ReasonBucketNotFound: the storage's bucket does not exist.
+	ReasonBucketNotFound = "BucketNotFound"
+	// ReasonWrongRegion: the bucket is in another region than the storage says.
+	ReasonWrongRegion = "WrongRegion"
+	// ReasonStorageError: the object storage refused a request for another reason.
+	ReasonStorageError = "StorageError"
+	// ReasonArchiveTooLarge: the archive outgrew the upload's 10,000 parts; nothing was kept.
+	ReasonArchiveTooLarge = "ArchiveTooLarge"
+	// ReasonArchiveRetained: object lock keeps the archive; it was not deleted.
+	ReasonArchiveRetained = "ArchiveRetained"
 	// ReasonAgentFailed: the agent failed for a reason this controller does not know.
 	ReasonAgentFailed = "AgentFailed"
 )

@@ -33,6 +33,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&BackupPolicy{}, &BackupPolicyList{},
 		&Backup{}, &BackupList{},
 		&Restore{}, &RestoreList{},
+		&BackupStorage{}, &BackupStorageList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

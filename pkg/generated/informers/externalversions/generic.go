@@ -57,6 +57,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Platform().V1().Backups().Informer()}, nil
 	case v1.SchemeGroupVersion.WithResource("backuppolicies"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Platform().V1().BackupPolicies().Informer()}, nil
+	case v1.SchemeGroupVersion.WithResource("backupstorages"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Platform().V1().BackupStorages().Informer()}, nil
 	case v1.SchemeGroupVersion.WithResource("restores"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Platform().V1().Restores().Informer()}, nil
 

@@ -34,6 +34,14 @@ type BackupPolicyListerExpansion interface{}
 // BackupPolicyNamespaceLister.
 type BackupPolicyNamespaceListerExpansion interface{}
 
+// BackupStorageListerExpansion allows custom methods to be added to
+// BackupStorageLister.
+type BackupStorageListerExpansion interface{}
+
+// BackupStorageNamespaceListerExpansion allows custom methods to be added to
+// BackupStorageNamespaceLister.
+type BackupStorageNamespaceListerExpansion interface{}
+
 // RestoreListerExpansion allows custom methods to be added to
 // RestoreLister.
 type RestoreListerExpansion interface{}

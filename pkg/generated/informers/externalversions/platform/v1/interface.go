@@ -28,6 +28,8 @@ type Interface interface {
 	Backups() BackupInformer
 	// BackupPolicies returns a BackupPolicyInformer.
 	BackupPolicies() BackupPolicyInformer
+	// BackupStorages returns a BackupStorageInformer.
+	BackupStorages() BackupStorageInformer
 	// Restores returns a RestoreInformer.
 	Restores() RestoreInformer
 }
@@ -51,6 +53,11 @@ func (v *version) Backups() BackupInformer {
 // BackupPolicies returns a BackupPolicyInformer.
 func (v *version) BackupPolicies() BackupPolicyInformer {
 	return &backupPolicyInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// BackupStorages returns a BackupStorageInformer.
+func (v *version) BackupStorages() BackupStorageInformer {
+	return &backupStorageInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 
 // Restores returns a RestoreInformer.

@@ -22,4 +22,6 @@ type BackupExpansion interface{}
 
 type BackupPolicyExpansion interface{}
 
+type BackupStorageExpansion interface{}
+
 type RestoreExpansion interface{}

@@ -30,6 +30,7 @@ type PlatformV1Interface interface {
 	RESTClient() rest.Interface
 	BackupsGetter
 	BackupPoliciesGetter
+	BackupStoragesGetter
 	RestoresGetter
 }
 
@@ -44,6 +45,10 @@ func (c *PlatformV1Client) Backups(namespace string) BackupInterface {
 
 func (c *PlatformV1Client) BackupPolicies(namespace string) BackupPolicyInterface {
 	return newBackupPolicies(c, namespace)
+}
+
+func (c *PlatformV1Client) BackupStorages(namespace string) BackupStorageInterface {
+	return newBackupStorages(c, namespace)
 }
 
 func (c *PlatformV1Client) Restores(namespace string) RestoreInterface {

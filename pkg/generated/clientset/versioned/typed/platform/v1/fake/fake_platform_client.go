@@ -36,6 +36,10 @@ func (c *FakePlatformV1) BackupPolicies(namespace string) v1.BackupPolicyInterfa
 	return newFakeBackupPolicies(c, namespace)
 }
 
+func (c *FakePlatformV1) BackupStorages(namespace string) v1.BackupStorageInterface {
+	return newFakeBackupStorages(c, namespace)
+}
+
 func (c *FakePlatformV1) Restores(namespace string) v1.RestoreInterface {
 	return newFakeRestores(c, namespace)
 }

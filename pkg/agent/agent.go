@@ -12,11 +12,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"platform.example.com/backup-operator/pkg/archive"
+	"platform.example.com/backup-operator/pkg/storage"
+	"platform.example.com/backup-operator/pkg/storage/s3"
+	"platform.example.com/backup-operator/pkg/storage/volume"
 )
 
 // gcPercent is the agent's GOGC.
@@ -29,10 +33,20 @@ var Version = "dev"
 const usage = `usage: backup-controller agent COMMAND [flags]
 
 Commands:
-  backup   --source DIR --output FILE [--compression zstd|gzip|none]
-  restore  --archive FILE --target DIR --sha256 HEX [--overwrite refuse|merge|replace]
-  verify   --archive FILE --sha256 HEX
-  delete   --archive FILE
+  backup   --source DIR --output LOCATION [--compression zstd|gzip|none]
+  restore  --archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace]
+  verify   --archive LOCATION --sha256 HEX
+  delete   --archive LOCATION
+  storage check --location DIR|s3://BUCKET[/PREFIX] [--read-only]
+  storage list  --location DIR|s3://BUCKET[/PREFIX]
+
+A LOCATION is an archive file (on a mounted volume) or s3://BUCKET/KEY, an
+object of the S3 server that the --s3-* flags describe; the credentials are
+read from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+"storage check" proves the directory or bucket prefix readable and, unless
+--read-only, writable, and leaves nothing behind. "storage list" prints one
+JSON line per complete archive below the location (its key and manifest),
+then the result, which counts them.
 
 Every command prints one JSON result on stdout and accepts
 --termination-log PATH (default ` + DefaultTerminationLog + `).
@@ -64,7 +78,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case OpVerify:
 		return runVerify(ctx, args[1:], stdout, stderr)
 	case OpDelete:
-		return runDelete(args[1:], stdout, stderr)
+		return runDelete(ctx, args[1:], stdout, stderr)
+	case "storage":
+		return runStorage(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
@@ -77,6 +93,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // command holds what every subcommand shares.
 type command struct {
 	fs         *flag.FlagSet
+	s3         s3.Config
 	termLog    string
 	termLogSet bool
 	result     statusHolder
@@ -107,6 +124,36 @@ func newCommand(op, synopsis string, result statusHolder, stdout, stderr io.Writ
 	c.fs.StringVar(&c.termLog, "termination-log", DefaultTerminationLog,
 		"file that receives the JSON result for the kubelet; the default is only written when it exists (inside a container)")
 	return c
+}
+
+// withStorage registers the flags of the storage backends.
+func (c *command) withStorage() *command {
+	c.s3.AddFlags(c.fs)
+	return c
+}
+
+// storage chooses the backend of an archive's location, once: an s3:// URL is an object of
+// the S3 server the --s3-* flags describe, anything else a file on a mounted volume. It
+// returns the backend and the archive's key in it.
+func (c *command) storage(ctx context.Context, location string) (storage.Backend, string, error) {
+	if location == "" {
+		return nil, "", &archive.Error{Reason: archive.InvalidArgument, Msg: "no archive location: pass a file name or s3://BUCKET/KEY"}
+	}
+	if strings.HasPrefix(location, s3.Scheme) {
+		bucket, key, ok := s3.ParseLocation(location)
+		if !ok || key == "" || strings.HasSuffix(key, "/") {
+			return nil, "", &archive.Error{Reason: archive.InvalidArgument, Msg: fmt.Sprintf("location %q is not s3://BUCKET/KEY of an archive", location)}
+		}
+		cfg := c.s3
+		cfg.Bucket = bucket
+		cfg.ReadEnv()
+		b, err := s3.New(ctx, cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		return b, key, nil
+	}
+	return volume.New(filepath.Dir(location)), filepath.Base(location), nil
 }
 
 // parse returns the exit code to stop with, or -1 to continue.
@@ -209,15 +256,21 @@ func exitCode(r Reason) int {
 
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &BackupResult{}
-	c := newCommand(OpBackup, "--source DIR --output FILE [--compression zstd|gzip|none]", res, stdout, stderr)
+	c := newCommand(OpBackup, "--source DIR --output LOCATION [--compression zstd|gzip|none]", res, stdout, stderr).withStorage()
 	var opts archive.BackupOptions
-	var comp string
+	var comp, output string
 	c.fs.StringVar(&opts.Source, "source", "", "directory to back up (the source volume's mount point, mounted read-only)")
-	c.fs.StringVar(&opts.Output, "output", "", "full file name of the archive; it must end in .tar.zst, .tar.gz or .tar to match the compression")
+	c.fs.StringVar(&output, "output", "", "the archive's file name or s3://BUCKET/KEY; it must end in .tar.zst, .tar.gz or .tar to match the compression")
 	c.fs.StringVar(&comp, "compression", "", "zstd, gzip or none (default: implied by --output's extension)")
+	c.fs.StringVar(&opts.Origin.Namespace, "namespace", "", "namespace of the claim, recorded in the manifest")
+	c.fs.StringVar(&opts.Origin.PVC, "pvc", "", "name of the claim, recorded in the manifest")
+	c.fs.StringVar(&opts.Origin.Policy, "policy", "", "BackupPolicy that made the Backup, recorded in the manifest")
+	c.fs.StringVar(&opts.Origin.Backup, "backup", "", "name of the Backup, recorded in the manifest")
+	c.fs.StringVar(&opts.Origin.BackupUID, "backup-uid", "", "UID of the Backup, recorded in the manifest")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
+	res.Archive = output
 	if comp != "" {
 		cc, err := archive.ParseCompression(comp)
 		if err != nil {
@@ -225,23 +278,33 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		opts.Compression = cc
 	}
+	res.Compression = opts.Compression
 	opts.ToolVersion = Version
+	// The options are checked before the storage is touched: a wrong command line must not
+	// start an upload.
+	if err := archive.CheckBackupOptions(&opts, output); err != nil {
+		return c.finish(err)
+	}
+	backend, key, err := c.storage(ctx, output)
+	if err != nil {
+		return c.finish(err)
+	}
+	if opts.Sink, err = backend.Create(ctx, key, opts.Source); err != nil {
+		return c.finish(err)
+	}
 	stats, err := archive.Backup(ctx, opts)
 	if stats != nil {
 		res.BackupStats = *stats
-	} else {
-		res.Archive = opts.Output
-		res.Compression = opts.Compression
 	}
 	return c.finish(err)
 }
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &RestoreResult{}
-	c := newCommand(OpRestore, "--archive FILE --target DIR --sha256 HEX [--overwrite refuse|merge|replace]", res, stdout, stderr)
+	c := newCommand(OpRestore, "--archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace]", res, stdout, stderr).withStorage()
 	var opts archive.RestoreOptions
 	var overwrite string
-	c.fs.StringVar(&opts.Archive, "archive", "", "archive file to restore")
+	c.fs.StringVar(&opts.Archive, "archive", "", "archive to restore: a file name or s3://BUCKET/KEY")
 	c.fs.StringVar(&opts.Target, "target", "", "existing directory to restore into (the target volume's mount point)")
 	c.fs.StringVar(&opts.SHA256, "sha256", "", "expected sha256 of the archive, as recorded by the backup; nothing is written unless it matches")
 	c.fs.StringVar(&overwrite, "overwrite", string(archive.OverwriteRefuse), "what to do with a non-empty target: refuse, merge (overwrite the archive's files, keep others) or replace (empty the target first)")
@@ -253,46 +316,73 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return c.finish(err)
 	}
 	opts.Overwrite = ow
+	res.Archive, res.Target, res.Overwrite = opts.Archive, opts.Target, ow
+	if err := archive.CheckRestoreOptions(&opts); err != nil {
+		return c.finish(err)
+	}
+	src, err := c.open(ctx, opts.Archive)
+	if err != nil {
+		return c.finish(err)
+	}
+	defer src.Close()
+	opts.From = src
 	stats, err := archive.Restore(ctx, opts)
 	if stats != nil {
 		res.RestoreStats = *stats
-	} else {
-		res.Archive, res.Target, res.Overwrite = opts.Archive, opts.Target, ow
 	}
 	return c.finish(err)
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &VerifyResult{}
-	c := newCommand(OpVerify, "--archive FILE --sha256 HEX", res, stdout, stderr)
-	var path, sum string
-	c.fs.StringVar(&path, "archive", "", "archive file to verify")
+	c := newCommand(OpVerify, "--archive LOCATION --sha256 HEX", res, stdout, stderr).withStorage()
+	var location, sum string
+	c.fs.StringVar(&location, "archive", "", "archive to verify: a file name or s3://BUCKET/KEY")
 	c.fs.StringVar(&sum, "sha256", "", "expected sha256 of the archive")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
-	stats, err := archive.Verify(ctx, path, sum)
+	res.Archive = location
+	if err := archive.CheckSHA256(sum); err != nil {
+		return c.finish(err)
+	}
+	src, err := c.open(ctx, location)
+	if err != nil {
+		return c.finish(err)
+	}
+	defer src.Close()
+	stats, err := archive.VerifySource(ctx, src, sum)
 	if stats != nil {
 		res.VerifyStats = *stats
-	} else {
-		res.Archive = path
 	}
 	return c.finish(err)
 }
 
-func runDelete(args []string, stdout, stderr io.Writer) int {
+// open opens the archive at location for reading.
+func (c *command) open(ctx context.Context, location string) (archive.Source, error) {
+	backend, key, err := c.storage(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	return backend.Open(ctx, key)
+}
+
+func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &DeleteResult{}
-	c := newCommand(OpDelete, "--archive FILE", res, stdout, stderr)
-	var path string
-	c.fs.StringVar(&path, "archive", "", "archive file to delete, with its .sha256 and .manifest.json")
+	c := newCommand(OpDelete, "--archive LOCATION", res, stdout, stderr).withStorage()
+	var location string
+	c.fs.StringVar(&location, "archive", "", "archive to delete, with its .sha256 and .manifest.json: a file name or s3://BUCKET/KEY")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
-	stats, err := archive.Delete(path)
+	res.Archive = location
+	backend, key, err := c.storage(ctx, location)
+	if err != nil {
+		return c.finish(err)
+	}
+	stats, err := backend.Delete(ctx, key)
 	if stats != nil {
 		res.DeleteStats = *stats
-	} else {
-		res.Archive = path
 	}
 	return c.finish(err)
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"platform.example.com/backup-operator/pkg/archive"
+	"platform.example.com/backup-operator/pkg/storage"
 )
 
 // Reason is the machine-readable cause carried by a failed result.
@@ -25,6 +26,16 @@ const (
 	TargetNotEmpty   = archive.TargetNotEmpty
 	Canceled         = archive.Canceled
 	Internal         = archive.Internal
+	ArchiveRetained  = archive.ArchiveRetained
+
+	StorageUnreachable    = archive.StorageUnreachable
+	StorageTLSUntrusted   = archive.StorageTLSUntrusted
+	StorageAccessDenied   = archive.StorageAccessDenied
+	StorageBucketNotFound = archive.StorageBucketNotFound
+	StorageWrongRegion    = archive.StorageWrongRegion
+	StorageReadOnly       = archive.StorageReadOnly
+	StorageError          = archive.StorageError
+	ArchiveTooLarge       = archive.ArchiveTooLarge
 )
 
 // Exit codes of the agent.
@@ -51,6 +62,10 @@ const (
 	OpRestore = "restore"
 	OpVerify  = "verify"
 	OpDelete  = "delete"
+	// OpStorageCheck proves a storage usable; see StorageCheckResult.
+	OpStorageCheck = "storage check"
+	// OpStorageList lists the complete archives on a storage; see StorageListResult.
+	OpStorageList = "storage list"
 )
 
 // Status is the part of every result that says how the run ended.
@@ -91,4 +106,25 @@ type VerifyResult struct {
 type DeleteResult struct {
 	Status
 	archive.DeleteStats
+}
+
+// StorageCheckResult is printed by `agent storage check`: what the check proved of the storage
+// at Location, which the BackupStorage controller turns into the storage's phase and features.
+type StorageCheckResult struct {
+	Status
+	// Location is the storage checked, as passed with --location.
+	Location string `json:"location"`
+	storage.CheckResult
+}
+
+// StorageListResult is printed by `agent storage list` after the list itself, one
+// storage.Listed JSON line per archive. The list goes to the log only, because the termination
+// message holds 4 KiB: Archives, which this result carries to the controller, is how it tells a
+// complete list in the log from one that was cut.
+type StorageListResult struct {
+	Status
+	// Location is the storage listed, as passed with --location.
+	Location string `json:"location"`
+	// Archives is how many archives were listed: the number of lines before this result.
+	Archives int `json:"archives"`
 }

@@ -27,6 +27,7 @@ import (
 	"platform.example.com/backup-operator/pkg/controller"
 	"platform.example.com/backup-operator/pkg/controller/backup"
 	"platform.example.com/backup-operator/pkg/controller/backuppolicy"
+	"platform.example.com/backup-operator/pkg/controller/backupstorage"
 	"platform.example.com/backup-operator/pkg/controller/restore"
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned"
 	platformscheme "platform.example.com/backup-operator/pkg/generated/clientset/versioned/scheme"
@@ -72,9 +73,10 @@ type runner interface {
 
 // constructors make each controller from the shared dependencies, by name.
 var constructors = map[string]func(controller.Deps) (runner, error){
-	backuppolicy.ControllerName: func(d controller.Deps) (runner, error) { return backuppolicy.NewController(d) },
-	backup.ControllerName:       func(d controller.Deps) (runner, error) { return backup.NewController(d) },
-	restore.ControllerName:      func(d controller.Deps) (runner, error) { return restore.NewController(d) },
+	backuppolicy.ControllerName:  func(d controller.Deps) (runner, error) { return backuppolicy.NewController(d) },
+	backup.ControllerName:        func(d controller.Deps) (runner, error) { return backup.NewController(d) },
+	restore.ControllerName:       func(d controller.Deps) (runner, error) { return restore.NewController(d) },
+	backupstorage.ControllerName: func(d controller.Deps) (runner, error) { return backupstorage.NewController(d) },
 }
 
 // Names lists the controllers Run knows, sorted.

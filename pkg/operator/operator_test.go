@@ -151,7 +151,7 @@ func TestValidate(t *testing.T) {
 	if err := Validate([]string{"backuppolicy", "backup", "restore"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Validate([]string{"backups"}); err == nil || !strings.Contains(err.Error(), "backup, backuppolicy, restore") {
+	if err := Validate([]string{"backups"}); err == nil || !strings.Contains(err.Error(), "backup, backuppolicy, backupstorage, restore") {
 		t.Fatalf("Validate(backups) = %v; want an error listing the controllers", err)
 	}
 }

@@ -43,6 +43,16 @@ var (
 		r, err := DecodeRestore(message)
 		return r, &r.Status, err
 	}
+	// StorageCheckDecoder reads the result of `agent storage check`.
+	StorageCheckDecoder Decoder[agent.StorageCheckResult] = func(message string) (*agent.StorageCheckResult, *agent.Status, error) {
+		r, err := DecodeStorageCheck(message)
+		return r, &r.Status, err
+	}
+	// StorageListDecoder reads the result of `agent storage list`.
+	StorageListDecoder Decoder[agent.StorageListResult] = func(message string) (*agent.StorageListResult, *agent.Status, error) {
+		r, err := DecodeStorageList(message)
+		return r, &r.Status, err
+	}
 )
 
 // Conclusion is what a finished Job's run comes to, decided the same way for every kind of run;

@@ -89,6 +89,9 @@ type Spec struct {
 	Args []string
 	// Mounts are the claims the agent sees.
 	Mounts []Mount
+	// Storage is how the agent reaches the archive's storage: its flags follow Args, and its
+	// claims, environment and volumes join the pod's.
+	Storage Access
 	// Capabilities the agent keeps; every other one is dropped.
 	Capabilities []corev1.Capability
 	// NodeName, when set, is the only node the pod may run on: the node that has a
@@ -108,7 +111,7 @@ func New(spec Spec) *batchv1.Job {
 
 	var volumes []corev1.Volume
 	var mounts []corev1.VolumeMount
-	for _, m := range spec.Mounts {
+	for _, m := range slices.Concat(spec.Mounts, spec.Storage.Mounts) {
 		volumes = append(volumes, corev1.Volume{
 			Name: m.Name,
 			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
@@ -116,6 +119,10 @@ func New(spec Spec) *batchv1.Job {
 			}},
 		})
 		mounts = append(mounts, corev1.VolumeMount{Name: m.Name, MountPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})
+	}
+	for _, v := range spec.Storage.Volumes {
+		volumes = append(volumes, corev1.Volume{Name: v.Name, VolumeSource: *v.Source.DeepCopy()})
+		mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: v.MountPath, ReadOnly: true})
 	}
 
 	deadline, backoff, resources := Settings(spec.Settings)
@@ -151,7 +158,8 @@ func New(spec Spec) *batchv1.Job {
 					Containers: []corev1.Container{{
 						Name:                     ContainerName,
 						Image:                    spec.Image,
-						Args:                     append([]string{"agent"}, spec.Args...),
+						Args:                     slices.Concat([]string{"agent"}, spec.Args, spec.Storage.Args),
+						Env:                      slices.Clone(spec.Storage.Env),
 						Resources:                resources,
 						VolumeMounts:             mounts,
 						TerminationMessagePath:   corev1.TerminationMessagePathDefault,

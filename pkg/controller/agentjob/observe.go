@@ -203,6 +203,18 @@ func DecodeDelete(message string) (*agent.DeleteResult, error) {
 	return r, decode(message, agent.OpDelete, r, &r.Status)
 }
 
+// DecodeStorageCheck parses the result of `agent storage check` from a termination message.
+func DecodeStorageCheck(message string) (*agent.StorageCheckResult, error) {
+	r := &agent.StorageCheckResult{}
+	return r, decode(message, agent.OpStorageCheck, r, &r.Status)
+}
+
+// DecodeStorageList parses the result of `agent storage list` from a termination message.
+func DecodeStorageList(message string) (*agent.StorageListResult, error) {
+	r := &agent.StorageListResult{}
+	return r, decode(message, agent.OpStorageList, r, &r.Status)
+}
+
 // decode checks, besides the JSON, that the result is of the operation the Job ran and that a
 // failure says why: the controller acts on the reason.
 func decode(message, operation string, result any, st *agent.Status) error {
@@ -220,18 +232,27 @@ func decode(message, operation string, result any, st *agent.Status) error {
 
 // agentReasons maps each reason the agent reports to the condition reason that says the same.
 var agentReasons = map[agent.Reason]string{
-	agent.InvalidArgument:  platformv1.ReasonInvalidArgument,
-	agent.SourceNotFound:   platformv1.ReasonSourceNotFound,
-	agent.ReadFailed:       platformv1.ReasonReadFailed,
-	agent.WriteFailed:      platformv1.ReasonWriteFailed,
-	agent.OutputExists:     platformv1.ReasonOutputExists,
-	agent.ArchiveNotFound:  platformv1.ReasonArchiveNotFound,
-	agent.ChecksumMismatch: platformv1.ReasonChecksumMismatch,
-	agent.CorruptArchive:   platformv1.ReasonCorruptArchive,
-	agent.UnsafeArchive:    platformv1.ReasonUnsafeArchive,
-	agent.TargetNotFound:   platformv1.ReasonTargetNotFound,
-	agent.TargetNotEmpty:   platformv1.ReasonTargetNotEmpty,
-	agent.Canceled:         platformv1.ReasonCanceled,
+	agent.InvalidArgument:       platformv1.ReasonInvalidArgument,
+	agent.SourceNotFound:        platformv1.ReasonSourceNotFound,
+	agent.ReadFailed:            platformv1.ReasonReadFailed,
+	agent.WriteFailed:           platformv1.ReasonWriteFailed,
+	agent.OutputExists:          platformv1.ReasonOutputExists,
+	agent.ArchiveNotFound:       platformv1.ReasonArchiveNotFound,
+	agent.ChecksumMismatch:      platformv1.ReasonChecksumMismatch,
+	agent.CorruptArchive:        platformv1.ReasonCorruptArchive,
+	agent.UnsafeArchive:         platformv1.ReasonUnsafeArchive,
+	agent.TargetNotFound:        platformv1.ReasonTargetNotFound,
+	agent.TargetNotEmpty:        platformv1.ReasonTargetNotEmpty,
+	agent.Canceled:              platformv1.ReasonCanceled,
+	agent.StorageUnreachable:    platformv1.ReasonEndpointUnreachable,
+	agent.StorageTLSUntrusted:   platformv1.ReasonTLSNotTrusted,
+	agent.StorageAccessDenied:   platformv1.ReasonAccessDenied,
+	agent.StorageBucketNotFound: platformv1.ReasonBucketNotFound,
+	agent.StorageWrongRegion:    platformv1.ReasonWrongRegion,
+	agent.StorageReadOnly:       platformv1.ReasonStorageReadOnly,
+	agent.StorageError:          platformv1.ReasonStorageError,
+	agent.ArchiveTooLarge:       platformv1.ReasonArchiveTooLarge,
+	agent.ArchiveRetained:       platformv1.ReasonArchiveRetained,
 }
 
 // ConditionReason is the Succeeded condition's reason for a failure the agent reported:

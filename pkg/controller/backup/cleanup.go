@@ -3,8 +3,8 @@ package backup
 import (
 	"context"
 	"fmt"
-	"path"
 	"slices"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -41,16 +41,19 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 	if !slices.Contains(b.Finalizers, platformv1.FinalizerArchiveCleanup) {
 		return 0, nil
 	}
-	storageClaim, _ := agentjob.StorageClaim(b.Spec.Storage)
+	st, refusal, err := agentjob.StorageOf(c.storages, b)
+	if err != nil {
+		return 0, err
+	}
 	archivePath := ""
 	if b.Status.Artifact != nil {
 		archivePath = b.Status.Artifact.Path
-	} else if p, err := ArchivePath(b); err == nil {
+	} else if p, err := ArchivePath(b, st); err == nil && refusal == nil {
 		archivePath = p
 	}
 	if b.Spec.DeletionPolicy == platformv1.DeletionPolicyRetain {
 		return 0, c.release(ctx, b, corev1.EventTypeNormal, EventArchiveRetained,
-			fmt.Sprintf("Kept archive %s on claim %s: deletionPolicy is Retain.", archivePath, storageClaim))
+			fmt.Sprintf("Kept archive %s on %s: deletionPolicy is Retain.", archivePath, storageName(b, st, refusal)))
 	}
 
 	job, err := c.jobs.Jobs(b.Namespace).Get(JobName(b))
@@ -80,9 +83,17 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 		// No Job ever ran for this Backup: nothing was written.
 		return 0, c.release(ctx, b, "", "", "")
 	}
+	if refusal != nil {
+		return 0, c.release(ctx, b, corev1.EventTypeWarning, EventStorageGone,
+			fmt.Sprintf("%s, so archive %s could not be deleted: if the storage comes back, delete the archive and its .sha256 and .manifest.json by hand.", strings.TrimSuffix(refusal.Message, "."), archivePath))
+	}
+	if st.ReadOnly {
+		return 0, c.release(ctx, b, corev1.EventTypeNormal, EventArchiveRetained,
+			fmt.Sprintf("Kept archive %s on %s: the storage is ReadOnly, so the operator never deletes from it.", archivePath, st))
+	}
 	if archivePath == "" {
 		return 0, c.release(ctx, b, corev1.EventTypeWarning, EventCleanupFailed,
-			"Cannot tell where the archive is (unknown compression); nothing was deleted from claim "+storageClaim+": look for it by hand.")
+			fmt.Sprintf("Cannot tell where the archive is (unknown compression); nothing was deleted from %s: look for it by hand.", st))
 	}
 
 	cleanup, err := c.jobs.Jobs(b.Namespace).Get(CleanupJobName(b))
@@ -91,20 +102,22 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 	} else if err != nil {
 		return 0, err
 	}
-	if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(storageClaim); apierrors.IsNotFound(err) {
-		if cleanup != nil && cleanup.Annotations[platformv1.AnnotationBackupUID] == string(b.UID) {
-			if err := c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground); err != nil {
-				return 0, err
+	if !st.IsS3() {
+		if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(st.ClaimName); apierrors.IsNotFound(err) {
+			if cleanup != nil && cleanup.Annotations[platformv1.AnnotationBackupUID] == string(b.UID) {
+				if err := c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground); err != nil {
+					return 0, err
+				}
 			}
+			return 0, c.release(ctx, b, corev1.EventTypeWarning, EventStorageGone,
+				fmt.Sprintf("Storage claim %s no longer exists, so archive %s could not be deleted: if the claim comes back, delete the archive and its .sha256 and .manifest.json files by hand.", st.ClaimName, archivePath))
+		} else if err != nil {
+			return 0, err
 		}
-		return 0, c.release(ctx, b, corev1.EventTypeWarning, EventStorageGone,
-			fmt.Sprintf("Storage claim %s no longer exists, so archive %s could not be deleted: if the claim comes back, delete the archive and its .sha256 and .manifest.json files by hand.", storageClaim, archivePath))
-	} else if err != nil {
-		return 0, err
 	}
 
 	if cleanup == nil {
-		return 0, c.createCleanupJob(ctx, b, storageClaim, archivePath)
+		return 0, c.createCleanupJob(ctx, b, st, archivePath)
 	}
 	if cleanup.Annotations[platformv1.AnnotationBackupUID] != string(b.UID) {
 		// The cleanup of an earlier Backup of the same name: let it finish, then remove it.
@@ -130,11 +143,19 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 		return 0, err
 	}
 	if obs.State == agentjob.StateSucceeded {
-		msg := fmt.Sprintf("Deleted archive %s and its checksum and manifest from claim %s.", archivePath, storageClaim)
+		msg := fmt.Sprintf("Deleted archive %s and its checksum and manifest from %s.", archivePath, st)
 		if result != nil && result.AlreadyDeleted {
-			msg = fmt.Sprintf("Archive %s was not on claim %s; removed any leftovers of an unfinished write.", archivePath, storageClaim)
+			msg = fmt.Sprintf("Archive %s was not on %s; removed any leftovers of an unfinished write.", archivePath, st)
 		}
 		return 0, c.release(ctx, b, corev1.EventTypeNormal, EventArchiveDeleted, msg)
+	}
+	if result != nil && result.Reason == agent.ArchiveRetained {
+		until := "a date the server did not say"
+		if result.RetainedUntil != nil {
+			until = result.RetainedUntil.UTC().Format(time.RFC3339)
+		}
+		return 0, c.release(ctx, b, corev1.EventTypeWarning, EventArchiveLocked,
+			fmt.Sprintf("Archive %s on %s is kept by object lock until %s, so it was not deleted; the Backup is gone. Delete the archive and its .sha256 and .manifest.json after that date, or let a bucket lifecycle rule do it.", archivePath, st, until))
 	}
 	why := fmt.Sprintf("Job %s failed", cleanup.Name)
 	switch {
@@ -144,7 +165,15 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 		why = fmt.Sprintf("Job %s failed (%s): %s", cleanup.Name, obs.JobReason, obs.JobMessage)
 	}
 	return 0, c.release(ctx, b, corev1.EventTypeWarning, EventCleanupFailed,
-		fmt.Sprintf("Could not delete archive %s from claim %s: %s. The archive is left on storage: delete it and its .sha256 and .manifest.json files by hand.", archivePath, storageClaim, why))
+		fmt.Sprintf("Could not delete archive %s from %s: %s. The archive is left on storage: delete it and its .sha256 and .manifest.json files by hand.", archivePath, st, why))
+}
+
+// storageName names b's storage for people, also when it cannot be resolved.
+func storageName(b *platformv1.Backup, st agentjob.Storage, refusal *agentjob.Refusal) string {
+	if refusal != nil {
+		return "BackupStorage " + b.Spec.Storage.Name
+	}
+	return st.String()
 }
 
 // activeRestores names the Restores of b that have not finished: they may be reading its archive.
@@ -166,8 +195,9 @@ func (c *Controller) activeRestores(b *platformv1.Backup) ([]string, error) {
 // createCleanupJob starts the Job that deletes the archive. It has no owner: a Backup deleted
 // with foreground propagation has its dependents deleted, which would kill the cleanup halfway
 // and start it again forever.
-func (c *Controller) createCleanupJob(ctx context.Context, b *platformv1.Backup, storageClaim, archivePath string) error {
+func (c *Controller) createCleanupJob(ctx context.Context, b *platformv1.Backup, st agentjob.Storage, archivePath string) error {
 	_, backoff, _ := agentjob.Settings(b.Spec.JobSettings)
+	access := st.Access(archivePath, true)
 	job := agentjob.New(agentjob.Spec{
 		Namespace: b.Namespace,
 		Name:      CleanupJobName(b),
@@ -176,11 +206,9 @@ func (c *Controller) createCleanupJob(ctx context.Context, b *platformv1.Backup,
 			platformv1.LabelPVC:     b.Spec.PVCName,
 			agentjob.LabelComponent: agentjob.ComponentCleanup,
 		},
-		Image: c.deps.AgentImage,
-		Args:  []string{agent.OpDelete, "--archive", path.Join(agentjob.StorageMountPath, path.Base(archivePath))},
-		Mounts: []agentjob.Mount{
-			{Name: "storage", ClaimName: storageClaim, SubPath: path.Dir(archivePath), MountPath: agentjob.StorageMountPath},
-		},
+		Image:   c.deps.AgentImage,
+		Args:    []string{agent.OpDelete, "--archive", access.Location},
+		Storage: access,
 		Settings: platformv1.JobSettings{
 			ActiveDeadlineSeconds: ptr.To(CleanupActiveDeadlineSeconds),
 			BackoffLimit:          ptr.To(backoff),
@@ -194,11 +222,18 @@ func (c *Controller) createCleanupJob(ctx context.Context, b *platformv1.Backup,
 		// An earlier sync made it; its news will bring the Backup back here.
 		return nil
 	}
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		// The whole namespace is going, which is the very loss its archives are for: they
+		// stay on storage, where a new namespace of the same name finds them again. No Job can
+		// be made here any more anyway, and waiting would hold the namespace forever.
+		return c.release(ctx, b, corev1.EventTypeNormal, EventArchiveRetained,
+			fmt.Sprintf("Kept archive %s on %s: namespace %s is being deleted, and archives outlive their namespace so that it can be recovered from storage. Delete the archive by hand if it is not wanted.", archivePath, st, b.Namespace))
+	}
 	if err != nil {
 		return fmt.Errorf("creating cleanup Job %s/%s: %w", b.Namespace, job.Name, err)
 	}
 	klog.FromContext(ctx).V(2).Info("Created cleanup Job", "job", klog.KObj(created), "archive", archivePath)
-	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventCleanupJobCreated, "Created Job %s to delete archive %s from claim %s", created.Name, archivePath, storageClaim)
+	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventCleanupJobCreated, "Created Job %s to delete archive %s from %s", created.Name, archivePath, st)
 	return nil
 }
 

@@ -45,6 +45,8 @@ const (
 	EventArchiveDeleted = "ArchiveDeleted"
 	// EventArchiveRetained: deletionPolicy Retain kept the archive on storage.
 	EventArchiveRetained = "ArchiveRetained"
+	// EventArchiveLocked: object lock keeps the archive of a deleted Backup until a date.
+	EventArchiveLocked = "ArchiveLocked"
 	// EventCleanupFailed: the archive could not be deleted and was left on storage.
 	EventCleanupFailed = "CleanupFailed"
 	// EventStorageGone: the storage claim no longer exists, so there was nothing to delete from.
@@ -56,6 +58,7 @@ type Controller struct {
 	deps     controller.Deps
 	backups  listers.BackupLister
 	restores listers.RestoreLister
+	storages listers.BackupStorageLister
 	jobs     batchlisters.JobLister
 	pods     corelisters.PodLister
 	claims   corelisters.PersistentVolumeClaimLister
@@ -69,6 +72,7 @@ type Controller struct {
 func NewController(deps controller.Deps) (*Controller, error) {
 	backupInformer := deps.Informers.Platform().V1().Backups()
 	restoreInformer := deps.Informers.Platform().V1().Restores()
+	storageInformer := deps.Informers.Platform().V1().BackupStorages()
 	jobInformer := deps.OwnedInformers.Batch().V1().Jobs()
 	podInformer := deps.OwnedInformers.Core().V1().Pods()
 	claimInformer := deps.ClaimInformers.Core().V1().PersistentVolumeClaims()
@@ -77,12 +81,14 @@ func NewController(deps controller.Deps) (*Controller, error) {
 		deps:     deps,
 		backups:  backupInformer.Lister(),
 		restores: restoreInformer.Lister(),
+		storages: storageInformer.Lister(),
 		jobs:     jobInformer.Lister(),
 		pods:     podInformer.Lister(),
 		claims:   claimInformer.Lister(),
 	}
 	c.queue = controller.NewQueue(ControllerName, c.sync, backupInformer.Informer(),
 		restoreInformer.Informer().HasSynced,
+		storageInformer.Informer().HasSynced,
 		jobInformer.Informer().HasSynced,
 		podInformer.Informer().HasSynced,
 		claimInformer.Informer().HasSynced,

@@ -3,8 +3,8 @@ package backup
 import (
 	"context"
 	"fmt"
-	"path"
 	"slices"
+	"strconv"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -29,16 +29,24 @@ const ResultGracePeriod = agentjob.ResultGracePeriod
 // second attempt to create it finds the first.
 func JobName(backup *platformv1.Backup) string { return names.Join("backup", backup.Name) }
 
-// ArchivePath is where backup's archive is written, relative to the storage volume's root:
-// "<subPath>/<namespace>/<pvc>/<backup>.tar.<ext>". One directory per claim keeps a volume's
-// history together and lets people find it without the cluster.
-func ArchivePath(backup *platformv1.Backup) (string, error) {
+// Annotations on a backup Job that record where it writes the archive: the Job is the record
+// of what was run, so the Backup completes with the location its archive really has, even if
+// the BackupStorage was edited meanwhile.
+const (
+	// AnnotationArchiveKey is the archive's key (path) relative to the storage's root.
+	AnnotationArchiveKey = "platform.example.com/archive-key"
+	// AnnotationArchiveBucket is the bucket of an archive in object storage.
+	AnnotationArchiveBucket = "platform.example.com/archive-bucket"
+)
+
+// ArchivePath is where backup's archive is written on storage s, relative to its root:
+// "<subPath or prefix>/<namespace>/<pvc>/<backup>.tar.<ext>".
+func ArchivePath(backup *platformv1.Backup, s agentjob.Storage) (string, error) {
 	ext, err := agentjob.ArchiveExtension(compression(backup))
 	if err != nil {
 		return "", err
 	}
-	_, subPath := agentjob.StorageClaim(backup.Spec.Storage)
-	return path.Join(subPath, backup.Namespace, backup.Spec.PVCName, backup.Name+ext), nil
+	return s.ArchiveKey(backup.Namespace, backup.Spec.PVCName, backup.Name+ext), nil
 }
 
 func compression(backup *platformv1.Backup) platformv1.Compression {
@@ -51,6 +59,9 @@ func compression(backup *platformv1.Backup) platformv1.Compression {
 // run advances a Backup that is not finished: it creates the Job, then follows it, and writes
 // the status once at the end if it changed.
 func (c *Controller) run(ctx context.Context, backup *platformv1.Backup) (time.Duration, error) {
+	if awaitsImport(backup) {
+		return 0, nil
+	}
 	b := backup.DeepCopy()
 	if b.Spec.DeletionPolicy != platformv1.DeletionPolicyRetain && !slices.Contains(b.Finalizers, platformv1.FinalizerArchiveCleanup) {
 		// Before any Job exists: an archive must never be written that deleting the Backup
@@ -82,6 +93,14 @@ func (c *Controller) run(ctx context.Context, backup *platformv1.Backup) (time.D
 		c.deps.Metrics.BackupFinished(b.Namespace, b.Spec.PolicyName, metrics.ResultFailed, agentjob.Elapsed(b.Status.Duration), 0)
 	}
 	return requeue, nil
+}
+
+// awaitsImport reports whether b was made from an archive found on storage and waits for the
+// status the BackupStorage controller writes right after creating it: it has no run of its own,
+// so it gets neither a Job nor, here, a finalizer (the import sets the finalizer when it creates
+// the Backup).
+func awaitsImport(b *platformv1.Backup) bool {
+	return b.Annotations[platformv1.AnnotationImportedFrom] != "" && b.Status.Phase == ""
 }
 
 // advance moves b's status one step on from what the Job and its pods show.
@@ -124,14 +143,27 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		c.fail(b, platformv1.ReasonClaimNotBound, fmt.Sprintf("PersistentVolumeClaim %s is %s, not Bound: it has no data to back up yet. Create a new Backup once the claim is bound.", claim.Name, phaseOf(claim)), events)
 		return nil, nil
 	}
-	storageClaim, _ := agentjob.StorageClaim(b.Spec.Storage)
-	if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(storageClaim); apierrors.IsNotFound(err) {
-		c.fail(b, platformv1.ReasonStorageNotFound, fmt.Sprintf("Storage PersistentVolumeClaim %s does not exist in namespace %s: create it (ReadWriteMany, or on the node of the claims it stores), then create a new Backup.", storageClaim, b.Namespace), events)
-		return nil, nil
-	} else if err != nil {
+	st, refusal, err := agentjob.ResolveStorage(c.storages, b.Namespace, b.Spec.Storage)
+	if err != nil {
 		return nil, err
 	}
-	archivePath, err := ArchivePath(b)
+	if refusal != nil {
+		c.fail(b, refusal.Reason, refusal.Message+" Then create a new Backup.", events)
+		return nil, nil
+	}
+	if st.ReadOnly {
+		c.fail(b, platformv1.ReasonStorageReadOnly, fmt.Sprintf("%s is ReadOnly: it serves restores only, so nothing was written. Name a ReadWrite storage in a new Backup.", st), events)
+		return nil, nil
+	}
+	if !st.IsS3() {
+		if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(st.ClaimName); apierrors.IsNotFound(err) {
+			c.fail(b, platformv1.ReasonStorageNotFound, fmt.Sprintf("Storage PersistentVolumeClaim %s does not exist in namespace %s: create it (ReadWriteMany, or on the node of the claims it stores), then create a new Backup.", st.ClaimName, b.Namespace), events)
+			return nil, nil
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	archivePath, err := ArchivePath(b, st)
 	if err != nil {
 		c.fail(b, platformv1.ReasonInvalidArgument, err.Error(), events)
 		return nil, nil
@@ -153,6 +185,14 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		}
 	}
 
+	access := st.Access(archivePath, true)
+	if st.IsS3() {
+		// The upload's parts grow with the claim, so that no archive of it needs more parts
+		// than an upload may have.
+		if capacity, ok := claim.Status.Capacity[corev1.ResourceStorage]; ok {
+			access.Args = append(access.Args, "--size-hint", strconv.FormatInt(capacity.Value(), 10))
+		}
+	}
 	owner := metav1.NewControllerRef(b, platformv1.SchemeGroupVersion.WithKind("Backup"))
 	job := agentjob.New(agentjob.Spec{
 		Namespace: b.Namespace,
@@ -166,17 +206,26 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		Image: c.deps.AgentImage,
 		Args: []string{agent.OpBackup,
 			"--source", agentjob.SourceMountPath,
-			"--output", path.Join(agentjob.StorageMountPath, path.Base(archivePath)),
+			"--output", access.Location,
 			"--compression", string(compression(b)),
+			"--namespace", b.Namespace,
+			"--pvc", claim.Name,
+			"--policy=" + b.Spec.PolicyName,
+			"--backup", b.Name,
+			"--backup-uid", string(b.UID),
 		},
 		Mounts: []agentjob.Mount{
 			{Name: "source", ClaimName: claim.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true},
-			{Name: "storage", ClaimName: storageClaim, SubPath: path.Dir(archivePath), MountPath: agentjob.StorageMountPath},
 		},
+		Storage:      access,
 		Capabilities: agentjob.ReadCapabilities,
 		NodeName:     node,
 		Settings:     b.Spec.JobSettings,
 	})
+	job.Annotations = map[string]string{AnnotationArchiveKey: archivePath}
+	if st.IsS3() {
+		job.Annotations[AnnotationArchiveBucket] = st.S3.Bucket
+	}
 
 	created, isNew, err := agentjob.Create(ctx, c.deps.KubeClient, job)
 	if err != nil || !isNew {
@@ -187,7 +236,7 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 	if node != "" {
 		where = fmt.Sprintf(" on node %s, where the claim is attached", node)
 	}
-	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventJobCreated, "Created Job %s to archive PersistentVolumeClaim %s to %s on claim %s%s", created.Name, claim.Name, archivePath, storageClaim, where)
+	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventJobCreated, "Created Job %s to archive PersistentVolumeClaim %s to %s on %s%s", created.Name, claim.Name, archivePath, st, where)
 	b.Status.NodeName = node
 	return created, nil
 }
@@ -233,7 +282,7 @@ func (c *Controller) follow(b *platformv1.Backup, job *batchv1.Job, events *[]ag
 	b.Status.StartTime, b.Status.CompletionTime, b.Status.Duration = end.StartTime, end.CompletionTime, end.Duration
 	switch end.Outcome {
 	case agentjob.OutcomeSucceeded:
-		c.complete(b, end.Result, events)
+		c.complete(b, job, end.Result, events)
 	case agentjob.OutcomeResultMissing:
 		c.fail(b, platformv1.ReasonResultMissing, end.MissingResult(job)+": the archive cannot be trusted without its checksum. Create a new Backup; deleting this one removes what the Job wrote.", events)
 	default:
@@ -249,11 +298,23 @@ func started(b *platformv1.Backup, obs agentjob.Observation) agentjob.Event {
 }
 
 // complete records the archive the agent wrote.
-func (c *Controller) complete(b *platformv1.Backup, r *agent.BackupResult, events *[]agentjob.Event) {
-	archivePath, _ := ArchivePath(b)
+func (c *Controller) complete(b *platformv1.Backup, job *batchv1.Job, r *agent.BackupResult, events *[]agentjob.Event) {
+	archivePath := job.Annotations[AnnotationArchiveKey]
+	if archivePath == "" {
+		// A Job created before Jobs recorded the key wrote to a claim, where the key follows
+		// from the Backup's own spec.
+		claim, subPath := agentjob.StorageClaim(b.Spec.Storage)
+		archivePath, _ = ArchivePath(b, agentjob.Storage{ClaimName: claim, SubPath: subPath})
+	}
+	storageName := ""
+	if b.Spec.Storage != nil {
+		storageName = b.Spec.Storage.Name
+	}
 	b.Status.Phase = platformv1.BackupCompleted
 	b.Status.Artifact = &platformv1.Artifact{
 		Path:         archivePath,
+		StorageName:  storageName,
+		Bucket:       job.Annotations[AnnotationArchiveBucket],
 		Size:         r.Size,
 		DisplaySize:  agentjob.HumanBytes(r.Size),
 		SHA256:       r.SHA256,

@@ -89,7 +89,8 @@ func TestNewBackupAddsTheFinalizerThenCreatesItsJob(t *testing.T) {
 		t.Errorf("restartPolicy %s, affinity %+v: want Never and no pinning for an unused claim", pod.RestartPolicy, pod.Affinity)
 	}
 	agent := pod.Containers[0]
-	wantArgs := []string{"agent", "backup", "--source", "/source", "--output", "/storage/nightly.tar.zst", "--compression", "zstd"}
+	wantArgs := []string{"agent", "backup", "--source", "/source", "--output", "/storage/nightly.tar.zst", "--compression", "zstd",
+		"--namespace", "db", "--pvc", "data", "--policy=", "--backup", "nightly", "--backup-uid", "backup-uid"}
 	if agent.Image != agentjobtest.Image || !slices.Equal(agent.Args, wantArgs) {
 		t.Fatalf("container runs %s %q, want %s %q", agent.Image, agent.Args, agentjobtest.Image, wantArgs)
 	}

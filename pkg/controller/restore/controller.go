@@ -44,6 +44,7 @@ type Controller struct {
 	deps     controller.Deps
 	restores listers.RestoreLister
 	backups  listers.BackupLister
+	storages listers.BackupStorageLister
 	jobs     batchlisters.JobLister
 	pods     corelisters.PodLister
 	claims   corelisters.PersistentVolumeClaimLister
@@ -55,6 +56,7 @@ type Controller struct {
 func NewController(deps controller.Deps) (*Controller, error) {
 	restoreInformer := deps.Informers.Platform().V1().Restores()
 	backupInformer := deps.Informers.Platform().V1().Backups()
+	storageInformer := deps.Informers.Platform().V1().BackupStorages()
 	jobInformer := deps.OwnedInformers.Batch().V1().Jobs()
 	podInformer := deps.OwnedInformers.Core().V1().Pods()
 	claimInformer := deps.ClaimInformers.Core().V1().PersistentVolumeClaims()
@@ -63,12 +65,14 @@ func NewController(deps controller.Deps) (*Controller, error) {
 		deps:     deps,
 		restores: restoreInformer.Lister(),
 		backups:  backupInformer.Lister(),
+		storages: storageInformer.Lister(),
 		jobs:     jobInformer.Lister(),
 		pods:     podInformer.Lister(),
 		claims:   claimInformer.Lister(),
 	}
 	c.queue = controller.NewQueue(ControllerName, c.sync, restoreInformer.Informer(),
 		backupInformer.Informer().HasSynced,
+		storageInformer.Informer().HasSynced,
 		jobInformer.Informer().HasSynced,
 		podInformer.Informer().HasSynced,
 		claimInformer.Informer().HasSynced,

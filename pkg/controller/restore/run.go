@@ -122,12 +122,21 @@ func (c *Controller) createJob(ctx context.Context, r *platformv1.Restore, event
 		c.fail(r, platformv1.ReasonBackupNotCompleted, fmt.Sprintf("Backup %s is %s and records no usable archive: nothing was written. Wait for it to complete, or name a Completed Backup in a new Restore.", backup.Name, phase), events)
 		return nil, nil
 	}
-	storageClaim, _ := agentjob.StorageClaim(backup.Spec.Storage)
-	if _, err := c.claims.PersistentVolumeClaims(r.Namespace).Get(storageClaim); apierrors.IsNotFound(err) {
-		c.fail(r, platformv1.ReasonStorageNotFound, fmt.Sprintf("Storage claim %s, which holds archive %s, does not exist: nothing was written. Bring the claim back, then create a new Restore.", storageClaim, artifact.Path), events)
-		return nil, nil
-	} else if err != nil {
+	st, refusal, err := agentjob.StorageOf(c.storages, backup)
+	if err != nil {
 		return nil, err
+	}
+	if refusal != nil {
+		c.fail(r, refusal.Reason, fmt.Sprintf("%s It holds archive %s: nothing was written. Then create a new Restore.", refusal.Message, artifact.Path), events)
+		return nil, nil
+	}
+	if !st.IsS3() {
+		if _, err := c.claims.PersistentVolumeClaims(r.Namespace).Get(st.ClaimName); apierrors.IsNotFound(err) {
+			c.fail(r, platformv1.ReasonStorageNotFound, fmt.Sprintf("Storage claim %s, which holds archive %s, does not exist: nothing was written. Bring the claim back, then create a new Restore.", st.ClaimName, artifact.Path), events)
+			return nil, nil
+		} else if err != nil {
+			return nil, err
+		}
 	}
 
 	target, ours, justCreated, err := c.targetClaim(ctx, r, backup, events)
@@ -162,6 +171,7 @@ func (c *Controller) createJob(ctx context.Context, r *platformv1.Restore, event
 	if overwrite == "" {
 		overwrite = platformv1.OverwriteRefuse
 	}
+	access := st.Access(artifact.Path, false)
 	job := agentjob.New(agentjob.Spec{
 		Namespace: r.Namespace,
 		Name:      JobName(r),
@@ -173,15 +183,15 @@ func (c *Controller) createJob(ctx context.Context, r *platformv1.Restore, event
 		},
 		Image: c.deps.AgentImage,
 		Args: []string{agent.OpRestore,
-			"--archive", path.Join(agentjob.StorageMountPath, path.Base(artifact.Path)),
+			"--archive", access.Location,
 			"--target", agentjob.TargetMountPath,
 			"--sha256", artifact.SHA256,
 			"--overwrite", strings.ToLower(string(overwrite)),
 		},
 		Mounts: []agentjob.Mount{
-			{Name: "storage", ClaimName: storageClaim, SubPath: storageDir(artifact.Path), MountPath: agentjob.StorageMountPath, ReadOnly: true},
 			{Name: "target", ClaimName: target.Name, MountPath: agentjob.TargetMountPath},
 		},
+		Storage:      access,
 		Capabilities: agentjob.WriteCapabilities,
 		NodeName:     node,
 		Settings:     r.Spec.JobSettings,
@@ -286,14 +296,6 @@ func validArtifactPath(p string) bool {
 		}
 	}
 	return true
-}
-
-// storageDir is the storage subPath that holds the archive at p.
-func storageDir(p string) string {
-	if d := path.Dir(p); d != "." {
-		return d
-	}
-	return ""
 }
 
 // follow sets r's status from its Job and the Job's pods.

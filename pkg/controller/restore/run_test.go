@@ -67,11 +67,12 @@ func TestRestoreIntoAnExistingClaimCreatesItsJob(t *testing.T) {
 	if !slices.Equal(container.Args, wantArgs) {
 		t.Fatalf("args %q, want %q", container.Args, wantArgs)
 	}
+	// The target is the run's own claim; the storage follows it, as every storage's access does.
 	wantMounts := []corev1.VolumeMount{
-		{Name: "storage", MountPath: "/storage", SubPath: "db/data", ReadOnly: true},
 		{Name: "target", MountPath: "/target"},
+		{Name: "storage", MountPath: "/storage", SubPath: "db/data", ReadOnly: true},
 	}
-	if !equality.Semantic.DeepEqual(container.VolumeMounts, wantMounts) || !pod.Volumes[0].PersistentVolumeClaim.ReadOnly || pod.Volumes[1].PersistentVolumeClaim.ClaimName != "data-restored" {
+	if !equality.Semantic.DeepEqual(container.VolumeMounts, wantMounts) || pod.Volumes[0].PersistentVolumeClaim.ClaimName != "data-restored" || pod.Volumes[0].PersistentVolumeClaim.ReadOnly || !pod.Volumes[1].PersistentVolumeClaim.ReadOnly {
 		t.Fatalf("volumes %s mounts %s, want storage read-only and the target writable", agentjobtest.Describe(pod.Volumes), agentjobtest.Describe(container.VolumeMounts))
 	}
 	if terms := pod.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms; terms[0].MatchFields[0].Values[0] != "node-b" {

@@ -31,6 +31,7 @@ type Fixture struct {
 
 	Backups  []*platformv1.Backup
 	Restores []*platformv1.Restore
+	Storages []*platformv1.BackupStorage
 	Claims   []*corev1.PersistentVolumeClaim
 	// Jobs and AgentPods are in the API and in the filtered informers' caches.
 	Jobs      []*batchv1.Job
@@ -89,6 +90,9 @@ func Build[C any](f *Fixture, newController func(controller.Deps) (C, error)) C 
 	for _, r := range f.Restores {
 		objs = append(objs, r)
 	}
+	for _, s := range f.Storages {
+		objs = append(objs, s)
+	}
 	f.Client = fake.NewSimpleClientset(objs...)
 	var kubeObjs []runtime.Object
 	for _, c := range f.Claims {
@@ -130,6 +134,9 @@ func Build[C any](f *Fixture, newController func(controller.Deps) (C, error)) C 
 	}
 	for _, r := range f.Restores {
 		f.must(deps.Informers.Platform().V1().Restores().Informer().GetIndexer().Add(r))
+	}
+	for _, s := range f.Storages {
+		f.must(deps.Informers.Platform().V1().BackupStorages().Informer().GetIndexer().Add(s))
 	}
 	for _, cl := range f.Claims {
 		f.must(deps.ClaimInformers.Core().V1().PersistentVolumeClaims().Informer().GetIndexer().Add(cl))

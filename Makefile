@@ -30,6 +30,12 @@ deps: ## Check for gcc and libzstd-dev, which cgo builds need; as root on Debian
 build: deps ## Build the static binary into _output/bin/.
 	CGO_ENABLED=1 $(GO) build $(BUILD_FLAGS) -o $(BINARY) ./cmd/backup-controller
 
+# The S3 server (versitygw) the S3 backend's unit tests start from _output/bin/ (they skip
+# without it) and the local node runs; a pinned release built from the Go module proxy.
+.PHONY: s3-server
+s3-server: ## Build the S3 server versitygw into _output/bin/ (for the S3 unit tests and the local node).
+	@hack/s3-server.sh build
+
 .PHONY: test
 test: deps ## Run the unit tests (fake clientsets, no cluster) with the race detector, then test-monitoring.
 	$(GO) test -race -count=1 ./...

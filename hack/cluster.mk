@@ -65,7 +65,8 @@ deploy: image ## Deploy CRDs, RBAC and the controller to the local cluster (roll
 	@hack/cluster/stamp-overlay.sh $(LOCAL_CLUSTER_OUT)/deploy "$$(cat $(OPERATOR_IMAGE_ID))" "$$($(LOCAL_CLUSTER) apiserver-address)"
 	@$(LOCAL_CLUSTER) kubectl apply -k $(LOCAL_CLUSTER_OUT)/deploy
 	@$(LOCAL_CLUSTER) kubectl wait --for=condition=Established --timeout=60s \
-		crd/backuppolicies.platform.example.com crd/backups.platform.example.com crd/restores.platform.example.com
+		crd/backuppolicies.platform.example.com crd/backups.platform.example.com crd/restores.platform.example.com \
+		crd/backupstorages.platform.example.com
 	@$(LOCAL_CLUSTER) kubectl -n backup-system rollout status deployment/backup-controller --timeout=180s || { \
 		$(LOCAL_CLUSTER) kubectl -n backup-system get pods -o wide; \
 		$(LOCAL_CLUSTER) kubectl -n backup-system describe pods | tail -n 40; \
@@ -74,6 +75,8 @@ deploy: image ## Deploy CRDs, RBAC and the controller to the local cluster (roll
 
 e2e: ## Run the e2e tests against the local cluster.
 	@$(LOCAL_CLUSTER) status >/dev/null || { echo "ERROR: the local cluster is not running (make cluster-up deploy)"; exit 1; }
+	@s3env="$$($(LOCAL_CLUSTER) s3-env)" || { echo "ERROR: the local node's S3 server is not running (make cluster-up)"; exit 1; }; \
+	eval "$$s3env"; \
 	KUBECONFIG=$(LOCAL_KUBECONFIG) PATH="$(LOCAL_BIN_DIR):$$PATH" E2E_HOSTPATH_DIR=$(LOCAL_CLUSTER_OUT)/state/volumes \
 		go test ./test/e2e/... -tags e2e -v -count=1 -timeout $(E2E_TIMEOUT) $(E2E_FLAGS)
 

@@ -3,7 +3,8 @@
 # and for the e2e tests: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and the kubelet (built from the Go module proxy), containerd and
 # runc (from the distribution), a bridge CNI network that stays on the machine,
-# and static hostPath PersistentVolumes.
+# static hostPath PersistentVolumes, and an S3 server (versitygw, built by
+# hack/s3-server.sh) with two buckets as the backups' object storage.
 #
 # Usage: hack/local-cluster.sh COMMAND [ARGS]
 #   up                       build what is missing, start the cluster (no-op if it runs)
@@ -15,6 +16,9 @@
 #   kubeconfig               print the admin kubeconfig path
 #   kubectl ARGS...          run the cluster's kubectl with the admin kubeconfig
 #   apiserver-address        print the running API server's HOST:PORT (what pods use)
+#   s3-env                   print `export` lines for the S3 server: S3_ENDPOINT, S3_CA_FILE,
+#                            AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_BUCKET,
+#                            S3_LOCKED_BUCKET, S3_REGION (eval "$(hack/local-cluster.sh s3-env)")
 #   restart-apiserver        stop the API server and start it again (an outage, for tests)
 #   bindir                   print the directory of the built binaries (kubectl too)
 #   build                    only build (or reuse) the Kubernetes binaries
@@ -61,8 +65,20 @@ STORAGE_CLASS="local-hostpath"
 PAUSE_IMAGE="backup-operator-pause:dev"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 # Start order; `down` stops them in reverse.
-SERVICES=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
+SERVICES=(etcd kube-apiserver kube-controller-manager kube-scheduler versitygw containerd kubelet)
 READY_TIMEOUT="${LOCAL_CLUSTER_READY_TIMEOUT:-120}"
+
+# The S3 server (versitygw, posix backend): on API_HOST like the API server, so
+# the pods on the bridge and the host reach it at the same address, and on
+# loopback. TLS with its own CA; one fixed access key and a secret generated
+# per cluster state. Everything it stores is under S3_DIR.
+S3_PORT="${LOCAL_CLUSTER_S3_PORT:-7070}"
+S3_DIR="${STATE_DIR}/s3"
+S3_ACCESS_KEY="backup-operator-local"
+S3_REGION="us-east-1"
+S3_BUCKET="backups"
+S3_LOCKED_BUCKET="backups-locked"
+S3_SERVER="${REPO_ROOT}/hack/s3-server.sh"
 
 # ---------------------------------------------------------------------------
 # Output helpers.
@@ -439,6 +455,43 @@ EOF
   sed -e "s|@STATE_DIR@|${STATE_DIR}|g" -e "s|@NODE_IP@|${ip}|g" -e "s|@SOCK@|${CONTAINERD_SOCK}|g" \
     -e "s|@KUBELET_PORT@|${KUBELET_PORT}|g" -e "s|@KUBELET_HEALTHZ_PORT@|${KUBELET_HEALTHZ_PORT}|g" \
     "${REPO_ROOT}/hack/cluster/kubelet-config.yaml" >"${STATE_DIR}/kubelet-config.yaml"
+
+  generate_s3_config
+}
+
+# generate_s3_config: the S3 server's CA and certificate, its secret, and the
+# s3.env that `s3-env` prints. A CA of its own rather than the cluster's: the
+# file handed to S3 clients (and to pods, in a Secret or ConfigMap) then
+# trusts the S3 server and nothing else.
+generate_s3_config() {
+  local pki="${S3_DIR}/pki"
+  mkdir -p "$pki" "${S3_DIR}/data" "${S3_DIR}/versioning"
+  chmod 700 "$pki"
+  openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "${pki}/ca.key" -out "${S3_DIR}/ca.crt" -days 365 \
+    -subj "/CN=backup-operator-local-s3-ca" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -keyout "${pki}/server.key" -subj "/CN=backup-operator-local-s3" \
+    -out "${pki}/server.csr" 2>/dev/null
+  # API_HOST for the pods and the host, loopback for host tools that prefer it.
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=serverAuth" "subjectAltName=IP:${API_HOST},IP:127.0.0.1,DNS:localhost" >"${pki}/server.ext"
+  openssl x509 -req -in "${pki}/server.csr" -CA "${S3_DIR}/ca.crt" -CAkey "${pki}/ca.key" \
+    -CAserial "${pki}/ca.srl" -CAcreateserial -days 365 -sha256 -extfile "${pki}/server.ext" -out "${pki}/server.crt" 2>/dev/null
+  rm -f "${pki}/server.csr" "${pki}/server.ext"
+  chmod 644 "${S3_DIR}/ca.crt"
+  (
+    umask 077
+    openssl rand -hex 20 >"${pki}/secret"
+    cat >"${S3_DIR}/s3.env" <<EOF
+export S3_ENDPOINT=https://${API_HOST}:${S3_PORT}
+export S3_CA_FILE=${S3_DIR}/ca.crt
+export AWS_ACCESS_KEY_ID=${S3_ACCESS_KEY}
+export AWS_SECRET_ACCESS_KEY=$(cat "${pki}/secret")
+export S3_BUCKET=${S3_BUCKET}
+export S3_LOCKED_BUCKET=${S3_LOCKED_BUCKET}
+export S3_REGION=${S3_REGION}
+EOF
+  )
 }
 
 # ---------------------------------------------------------------------------
@@ -500,8 +553,9 @@ cleanup() {
     sleep 0.5
   fi
 
-  # Then the control plane, whose watchers (the operator) are gone by now.
-  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  # Then the S3 server and the control plane, whose clients (the operator and
+  # its agents) are gone by now.
+  for name in versitygw kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if pid="$(pid_of "$name")"; then stop_pid "$name" "$pid" 20; fi
   done
 
@@ -641,6 +695,95 @@ cmd_restart_apiserver() {
   log "kube-apiserver is back after $((SECONDS - started))s"
 }
 
+# s3_env_value NAME: a value from the s3.env of this checkout's cluster (so it
+# follows the settings of the `up` that made it).
+s3_env_value() { sed -n "s|^export ${1}=||p" "${S3_DIR}/s3.env" 2>/dev/null | grep .; }
+s3_endpoint() { s3_env_value S3_ENDPOINT; }
+
+# s3_healthy: the S3 server of this checkout's cluster answers its health
+# check over TLS at the endpoint `s3-env` prints.
+s3_healthy() {
+  [[ -f "${S3_DIR}/s3.env" ]] || return 1
+  (
+    # shellcheck source=/dev/null
+    . "${S3_DIR}/s3.env"
+    curl -fsS --max-time 5 --cacert "$S3_CA_FILE" "${S3_ENDPOINT}/health" >/dev/null 2>&1
+  )
+}
+
+# start_s3_server: versitygw over TLS on API_HOST and loopback, its data and
+# versioning directories under S3_DIR. It keeps its metadata (ACLs, versioning
+# and object-lock settings, retention) in extended attributes; where the
+# filesystem under the state directory has none, its own check at start says
+# so, and it is started again with a sidecar directory for the metadata.
+start_s3_server() {
+  local bin attempt deadline
+  local -a meta=()
+  bin="$("$S3_SERVER" path)"
+  for attempt in xattr sidecar; do
+    log "Starting versitygw (S3) on https://${API_HOST}:${S3_PORT} and https://127.0.0.1:${S3_PORT}"
+    # The credentials through the environment: a command line is readable by
+    # every user in /proc.
+    ROOT_ACCESS_KEY_ID="$S3_ACCESS_KEY" ROOT_SECRET_ACCESS_KEY="$(cat "${S3_DIR}/pki/secret")" \
+      start_service versitygw "$bin" --port "${API_HOST}:${S3_PORT}" --port "127.0.0.1:${S3_PORT}" \
+      --cert "${S3_DIR}/pki/server.crt" --key "${S3_DIR}/pki/server.key" --region "$S3_REGION" \
+      --health /health posix "${meta[@]}" --versioning-dir "${S3_DIR}/versioning" "${S3_DIR}/data"
+    deadline=$((SECONDS + 60))
+    until s3_healthy; do
+      if ! pid_of versitygw >/dev/null; then
+        if [[ "$attempt" == xattr ]] && grep -q 'xattr check failed' "${STATE_DIR}/logs/versitygw.log"; then
+          info "no extended attributes under ${S3_DIR}: versitygw keeps its metadata in ${S3_DIR}/meta"
+          mkdir -p "${S3_DIR}/meta"
+          meta=(--sidecar "${S3_DIR}/meta")
+          continue 2
+        fi
+        show_log versitygw
+        die "versitygw exited while starting"
+      fi
+      if ((SECONDS >= deadline)); then
+        show_log versitygw
+        die "timed out after 60s waiting for versitygw to answer on https://${API_HOST}:${S3_PORT}/health"
+      fi
+      sleep 0.2
+    done
+    return 0
+  done
+}
+
+# s3_request METHOD PATH BODY [HEADER...]: one S3 API request to the local
+# server, signed (AWS SigV4) by curl, so that no AWS CLI or SDK is needed.
+# versitygw requires x-amz-content-sha256, which curl 7.88 does not send by
+# itself; and curl signs a bare sub-resource ("?versioning") differently from
+# the server, so callers write it with "=" ("?versioning=").
+s3_request() {
+  local method="$1" path="$2" body="$3" h code out="${S3_DIR}/response.xml"
+  shift 3
+  local -a args=(-sS -K - --cacert "${S3_DIR}/ca.crt" --aws-sigv4 "aws:amz:${S3_REGION}:s3" -X "$method"
+    -H "x-amz-content-sha256: $(printf '%s' "$body" | sha256sum | cut -d' ' -f1)" -o "$out" -w '%{http_code}')
+  for h in "$@"; do args+=(-H "$h"); done
+  [[ -z "$body" ]] || args+=(--data-binary "$body")
+  # The secret through curl's config on stdin, not its command line.
+  code="$(curl "${args[@]}" "https://${API_HOST}:${S3_PORT}${path}" \
+    <<<"user = \"${S3_ACCESS_KEY}:$(cat "${S3_DIR}/pki/secret")\"")" || die "S3 ${method} ${path} failed"
+  if [[ "$code" != 200 ]]; then
+    cat "$out" >&2 2>/dev/null
+    printf '\n' >&2
+    die "S3 ${method} ${path} answered HTTP ${code}"
+  fi
+  rm -f "$out"
+}
+
+# create_s3_buckets: the buckets the e2e tests and the demo use, in a fresh
+# data directory. Object lock can only be turned on when a bucket is created
+# (S3 semantics), and it turns versioning on with it.
+create_s3_buckets() {
+  s3_request PUT "/${S3_BUCKET}" ""
+  s3_request PUT "/${S3_BUCKET}?versioning=" \
+    '<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>'
+  s3_request PUT "/${S3_LOCKED_BUCKET}" "" "x-amz-bucket-object-lock-enabled: true"
+  info "buckets ${S3_BUCKET} (versioned) and ${S3_LOCKED_BUCKET} (object lock)"
+}
+
 cmd_up() {
   need_root
   [[ "$REPO_ROOT" != *[[:space:]]* ]] || die "the checkout's path must not contain whitespace"
@@ -671,6 +814,7 @@ cmd_up() {
 
   ensure_packages
   build_components
+  "$S3_SERVER" build || die "building the S3 server failed"
   build_pause_image
   check_ports
 
@@ -721,6 +865,9 @@ cmd_up() {
   wait_for "kube-scheduler to be healthy" kube-scheduler "$READY_TIMEOUT" \
     curl -fsSk "https://127.0.0.1:${SCHEDULER_PORT}/healthz"
 
+  start_s3_server
+  create_s3_buckets
+
   log "Starting containerd"
   start_service containerd containerd --config "${STATE_DIR}/containerd/config.toml"
   wait_for "containerd to answer" containerd 60 ctr --address "$CONTAINERD_SOCK" version
@@ -766,7 +913,7 @@ on_up_exit() {
 
 check_ports() {
   local port busy=()
-  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$KCM_PORT" "$SCHEDULER_PORT"; do
+  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$KCM_PORT" "$SCHEDULER_PORT" "$S3_PORT"; do
     ss -Hltn "sport = :${port}" | grep -q . && busy+=("$port")
   done
   ((${#busy[@]} == 0)) || die "TCP ports already in use: ${busy[*]} (another cluster or etcd running?)"
@@ -774,7 +921,8 @@ check_ports() {
 
 cluster_healthy() {
   kctl get --raw /readyz >/dev/null 2>&1 &&
-    [[ "$(kctl get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+    [[ "$(kctl get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]] &&
+    s3_healthy
 }
 
 show_unhealthy() {
@@ -794,6 +942,7 @@ print_summary() {
     kubeconfig:  export KUBECONFIG=${ADMIN_KUBECONFIG}
     kubectl:     ${BIN_DIR}/kubectl (${K8S_VERSION})
     storage:     hack/local-cluster.sh pvc NAMESPACE NAME SIZE   (storageClassName ${STORAGE_CLASS})
+    S3:          $(s3_endpoint) (buckets ${S3_BUCKET}, ${S3_LOCKED_BUCKET}); eval "\$(hack/local-cluster.sh s3-env)"
     logs:        ${STATE_DIR}/logs
     stop:        hack/local-cluster.sh down
 EOF
@@ -845,8 +994,25 @@ cmd_status() {
     echo "  api server               not ready"
     rc=1
   fi
+  if s3_healthy; then
+    echo "  s3 server                ready at $(s3_endpoint) (buckets ${S3_BUCKET}, ${S3_LOCKED_BUCKET}; see s3-env)"
+  else
+    echo "  s3 server                not ready"
+    rc=1
+  fi
   echo "  kubeconfig               ${ADMIN_KUBECONFIG}"
   return "$rc"
+}
+
+# s3-env: the S3 server's endpoint, CA, credentials and buckets as shell
+# `export` lines, for the e2e tests, the demo and an AWS CLI by hand.
+cmd_s3_env() {
+  (($# == 0)) || die "usage: $0 s3-env"
+  if [[ "$(recorded_state_dir || true)" != "$STATE_DIR" ]] || ! pid_of versitygw >/dev/null; then
+    die "the local cluster's S3 server is not running (hack/local-cluster.sh up)"
+  fi
+  [[ -r "${S3_DIR}/s3.env" ]] || die "cannot read ${S3_DIR}/s3.env (it holds the secret; run as root)"
+  cat "${S3_DIR}/s3.env"
 }
 
 cmd_pvc() {
@@ -921,6 +1087,7 @@ main() {
     status) cmd_status "$@" ;;
     pvc) cmd_pvc "$@" ;;
     hostpath) cmd_hostpath "$@" ;;
+    s3-env) cmd_s3_env "$@" ;;
     restart-apiserver) cmd_restart_apiserver "$@" ;;
     import-image)
       (($# == 1)) || die "usage: $0 import-image TARBALL"

@@ -5,7 +5,10 @@
 #   2. build the operator's image, import it and deploy the operator (make deploy);
 #   3. make a PVC with data, apply the design's BackupPolicy, take a Backup;
 #   4. restore it into a new PVC and compare the files;
-#   5. show `kubectl get` of the three kinds with their Events.
+#   5. back up to the node's S3 server (a BackupStorage), delete the whole namespace, recreate
+#      it with a ReadOnly BackupStorage on the same bucket, see the Backup come back from the
+#      bucket, restore it and compare the files: disaster recovery from the bucket alone;
+#   6. show `kubectl get` of the four kinds with their Events.
 # Any step that does not end as it should stops the demo with what went wrong.
 # It leaves the cluster running; `make cluster-down` stops it.
 #
@@ -23,6 +26,9 @@ STORAGE_PVC=backup-storage # the default storage claim of a Backup
 RESTORE_PVC=postgres-data-restored
 BACKUP=postgres-data-demo
 RESTORE=postgres-data-demo-restore
+OFFSITE_BACKUP=postgres-data-offsite
+RECOVERED_PVC=postgres-data-recovered
+RECOVERY=postgres-data-recovery
 
 if [[ -t 1 ]]; then
   BOLD=$'\033[1m' RESET=$'\033[0m'
@@ -37,16 +43,16 @@ die() {
 }
 k() { "$CLUSTER" kubectl "$@"; }
 
-# show_objects: the three kinds and their Events.
+# show_objects: the four kinds and their Events.
 show_objects() {
-  step "kubectl get backuppolicies,backups,restores -n ${NS} -o wide"
-  k get backuppolicies.platform.example.com,backups.platform.example.com,restores.platform.example.com \
+  step "kubectl get backuppolicies,backups,restores,backupstorages -n ${NS} -o wide"
+  k get backuppolicies.platform.example.com,backups.platform.example.com,restores.platform.example.com,backupstorages.platform.example.com \
     -n "$NS" -o wide || true
-  step "Events of the BackupPolicies, Backups and Restores in ${NS}"
+  step "Events of the BackupPolicies, Backups, Restores and BackupStorages in ${NS}"
   local events
   events="$(k get events -n "$NS" --sort-by=.lastTimestamp \
     -o custom-columns='LAST SEEN:.lastTimestamp,TYPE:.type,REASON:.reason,OBJECT:.involvedObject.kind,NAME:.involvedObject.name,MESSAGE:.message' |
-    awk 'NR == 1 || $4 == "BackupPolicy" || $4 == "Backup" || $4 == "Restore"')"
+    awk 'NR == 1 || $4 == "BackupPolicy" || $4 == "Backup" || $4 == "Restore" || $4 == "BackupStorage"')"
   if [[ "$(wc -l <<<"$events")" -le 1 ]]; then
     say "(no Events: nothing has acted on these objects yet)"
   else
@@ -74,6 +80,52 @@ wait_phase() {
   done
 }
 
+# wait_for DESCRIPTION WANT KUBECTL-GET-ARGS...: run `kubectl get ARGS` until it prints WANT;
+# return 1 after TIMEOUT seconds, saying what it saw last.
+wait_for() {
+  local what="$1" want="$2" got="" start=$SECONDS
+  shift 2
+  while :; do
+    got="$(k get "$@" 2>/dev/null || true)"
+    [[ "$got" == "$want" ]] && return 0
+    if ((SECONDS - start >= TIMEOUT)); then
+      say "gave up waiting for ${what} after ${TIMEOUT}s (last seen: ${got:-nothing})"
+      return 1
+    fi
+    sleep 2
+  done
+}
+
+# offsite_storage ACCESS: the credentials Secret, the CA ConfigMap and the BackupStorage
+# "offsite" on the node's S3 server, under this demo run's prefix, then wait for its check.
+offsite_storage() {
+  k create secret generic s3-credentials -n "$NS" \
+    --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+    --dry-run=client -o yaml | k apply -f - >/dev/null
+  k create configmap s3-ca -n "$NS" --from-file=ca.crt="$S3_CA_FILE" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k apply -n "$NS" -f - <<YAML
+apiVersion: platform.example.com/v1
+kind: BackupStorage
+metadata: {name: offsite}
+spec:
+  accessMode: $1
+  s3:
+    endpoint: ${S3_ENDPOINT}
+    region: ${S3_REGION}
+    bucket: ${S3_BUCKET}
+    prefix: ${PREFIX}
+    forcePathStyle: true
+    credentialsSecretRef: {name: s3-credentials}
+    caBundle: {configMapKeyRef: {name: s3-ca, key: ca.crt}}
+YAML
+  wait_for "BackupStorage offsite to be Available" Available \
+    backupstorage.platform.example.com offsite -n "$NS" -o 'jsonpath={.status.phase}' || {
+    k describe backupstorage.platform.example.com offsite -n "$NS" | tail -n 20
+    die "BackupStorage offsite is not Available"
+  }
+  k get backupstorage.platform.example.com offsite -n "$NS"
+}
+
 # leader_pod prints the controller pod that holds the Lease (its identity is the pod name and
 # a suffix), waiting a little for the first election.
 leader_pod() {
@@ -99,11 +151,11 @@ if k get namespace "$NS" >/dev/null 2>&1; then
   say "Deleting the previous demo namespace ${NS}"
   k delete namespace "$NS" --wait=true --timeout=120s >/dev/null ||
     die "namespace ${NS} is still terminating after 120s: its Backups carry the archive-cleanup finalizer, which only the running controller removes (check: $CLUSTER kubectl -n backup-system get pods; $CLUSTER kubectl get backups -n ${NS})"
-  for pvc in "$SOURCE_PVC" "$STORAGE_PVC" "$RESTORE_PVC"; do
-    k delete pv "local-${NS}-${pvc}" --ignore-not-found --wait=true --timeout=60s >/dev/null
-  done
 fi
-for pvc in "$SOURCE_PVC" "$STORAGE_PVC" "$RESTORE_PVC"; do
+for pvc in "$SOURCE_PVC" "$STORAGE_PVC" "$RESTORE_PVC" "$RECOVERED_PVC"; do
+  k delete pv "local-${NS}-${pvc}" --ignore-not-found --wait=true --timeout=60s >/dev/null
+done
+for pvc in "$SOURCE_PVC" "$STORAGE_PVC" "$RESTORE_PVC" "$RECOVERED_PVC"; do
   rm -rf "$("$CLUSTER" hostpath "$NS" "$pvc")"
 done
 "$CLUSTER" pvc "$NS" "$SOURCE_PVC" 1Gi
@@ -183,7 +235,65 @@ EOF
   fi
 fi
 
+step "6. Off-site: a Backup to the node's S3 server"
+s3env="$("$CLUSTER" s3-env)" || die "the local node's S3 server is not running ($CLUSTER status)"
+eval "$s3env"
+# A prefix of its own for every demo run, so that a run never meets the archives of the last.
+PREFIX="demo-$(date -u +%Y%m%d%H%M%S)"
+offsite_storage ReadWrite
+k apply -n "$NS" -f - <<YAML
+apiVersion: platform.example.com/v1
+kind: Backup
+metadata: {name: ${OFFSITE_BACKUP}}
+spec:
+  pvcName: ${SOURCE_PVC}
+  storage: {name: offsite}
+YAML
+phase="$(wait_phase backup "$OFFSITE_BACKUP")" || true
+if [[ "$phase" != Completed ]]; then
+  show_objects
+  k describe backup.platform.example.com "$OFFSITE_BACKUP" -n "$NS" | tail -n 25
+  die "Backup ${OFFSITE_BACKUP} ended ${phase}"
+fi
+say "Backup ${OFFSITE_BACKUP} is Completed: $(k get backup.platform.example.com "$OFFSITE_BACKUP" -n "$NS" \
+  -o 'jsonpath=s3://{.status.artifact.bucket}/{.status.artifact.path} ({.status.artifact.displaySize}, sha256 {.status.artifact.sha256})')"
+show_objects
+
+step "7. The disaster: namespace ${NS} is deleted, with every Backup in it"
+k delete namespace "$NS" --wait=true --timeout=180s || die "namespace ${NS} did not go within 180s"
+say "Backups left in ${NS}: $(k get backups.platform.example.com -n "$NS" -o name 2>/dev/null | wc -l)"
+
+step "8. Recovery: the same namespace, a ReadOnly BackupStorage on the bucket, and nothing else"
+k create namespace "$NS" >/dev/null
+offsite_storage ReadOnly
+say "waiting for the bucket's archives to come back as Backups"
+wait_for "Backup ${OFFSITE_BACKUP} to be imported" Completed \
+  backup.platform.example.com "$OFFSITE_BACKUP" -n "$NS" -o 'jsonpath={.status.phase}' || {
+  show_objects
+  die "Backup ${OFFSITE_BACKUP} did not come back from the bucket"
+}
+k get backups.platform.example.com -n "$NS" -L platform.example.com/imported
+"$CLUSTER" pvc "$NS" "$RECOVERED_PVC" 1Gi
+k apply -n "$NS" -f - <<YAML
+apiVersion: platform.example.com/v1
+kind: Restore
+metadata: {name: ${RECOVERY}}
+spec:
+  backupName: ${OFFSITE_BACKUP}
+  target: {claimName: ${RECOVERED_PVC}}
+YAML
+phase="$(wait_phase restore "$RECOVERY")" || true
+if [[ "$phase" != Completed ]]; then
+  show_objects
+  k describe restore.platform.example.com "$RECOVERY" -n "$NS" | tail -n 25
+  die "Restore ${RECOVERY} ended ${phase}"
+fi
+dst="$("$CLUSTER" hostpath "$NS" "$RECOVERED_PVC")"
+say "comparing the lost ${SOURCE_PVC} with ${RECOVERED_PVC}, restored from the bucket alone"
+diff -r "$src" "$dst" || die "the recovered files differ from the originals"
+say "the recovered files are identical to the originals"
+
 show_objects
 step "Done"
-say "Backup and restore round trip complete."
+say "Backup and restore round trip complete, and the namespace recovered from the bucket alone."
 say "The cluster keeps running: export KUBECONFIG=$("$CLUSTER" kubeconfig); stop it with make cluster-down."

@@ -33,6 +33,7 @@ func TestCRDsAreEstablished(t *testing.T) {
 		"backuppolicies." + group: "BackupPolicy",
 		"backups." + group:        "Backup",
 		"restores." + group:       "Restore",
+		"backupstorages." + group: "BackupStorage",
 	}
 	for name, kind := range want {
 		crd, err := e.Dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})

@@ -191,6 +191,8 @@ func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
 		{"create", "backups." + group, "-n", "default"},
 		{"update", "backups." + group, "--subresource=status", "-n", "default"},
 		{"update", "restores." + group, "--subresource=status", "-n", "default"},
+		{"watch", "backupstorages." + group, "--all-namespaces"},
+		{"update", "backupstorages." + group, "--subresource=status", "-n", "default"},
 		{"create", "jobs.batch", "-n", "default"},
 		{"list", "persistentvolumeclaims", "--all-namespaces"},
 		{"get", "leases.coordination.k8s.io/backup-operator", "-n", operatorNamespace},

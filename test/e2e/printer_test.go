@@ -31,6 +31,12 @@ metadata: {name: printed}
 spec:
   backupName: printed
   target: {claimName: restored}
+---
+apiVersion: platform.example.com/v1
+kind: BackupStorage
+metadata: {name: printed}
+spec:
+  s3: {endpoint: "https://s3.example.test", bucket: printed-bucket}
 `), "apply", "-n", ns, "-f", "-")
 
 	cases := []struct {
@@ -63,6 +69,16 @@ spec:
 			resource: "restores",
 			args:     []string{"-o", "wide"},
 			want:     []string{"NAME", "BACKUP", "TARGET PVC", "PHASE", "AGE", "DURATION", "JOB"},
+		},
+		{
+			resource: "backupstorages",
+			want:     []string{"NAME", "BACKEND", "LOCATION", "ACCESS", "PHASE", "LAST VALIDATED", "AGE"},
+			row:      []string{"printed", "ReadWrite"},
+		},
+		{
+			resource: "backupstorages",
+			args:     []string{"-o", "wide"},
+			want:     []string{"NAME", "BACKEND", "LOCATION", "PHASE", "ARCHIVES", "LAST IMPORT"},
 		},
 	}
 	for _, tc := range cases {

@@ -14,6 +14,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -211,8 +213,33 @@ func TestBackupToS3AndRestoreFromIt(t *testing.T) {
 	if r.Status.VerifiedSHA256 != a.SHA256 {
 		t.Fatalf("restore verified %q, want %s", r.Status.VerifiedSHA256, a.SHA256)
 	}
-	if want, got := snapshot(t, dataDir), snapshot(t, restoredDir); !reflect.DeepEqual(want, got) {
+	want := snapshot(t, dataDir)
+	if got := snapshot(t, restoredDir); !reflect.DeepEqual(want, got) {
 		t.Fatalf("restored tree differs from the backed-up one:\nwant %v\ngot  %v", want, got)
+	}
+
+	// The emergency restore of docs/storage.md, without the operator: the objects as any S3
+	// client fetches them, sha256sum -c, and tar.
+	emergency := t.TempDir()
+	for _, k := range []string{key, key + ".sha256"} {
+		if err := s.Client.FGetObject(testContext(t), s.Bucket, k, filepath.Join(emergency, path.Base(k)), minio.GetObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := exec.Command("sha256sum", "-c", path.Base(key)+".sha256")
+	check.Dir = emergency
+	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	plain := filepath.Join(emergency, "tree")
+	if err := os.Mkdir(plain, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "--zstd", "-xpf", filepath.Join(emergency, path.Base(key)), "-C", plain).CombinedOutput(); err != nil {
+		t.Fatalf("tar --zstd -x: %v\n%s", err, out)
+	}
+	if got := snapshot(t, plain); !reflect.DeepEqual(want, got) {
+		t.Fatalf("the tree tar extracted differs from the backed-up one:\nwant %v\ngot  %v", want, got)
 	}
 
 	// Deleting the Backup deletes its three objects.

@@ -144,16 +144,23 @@ func (c *command) storage(ctx context.Context, location string) (storage.Backend
 		if !ok || key == "" || strings.HasSuffix(key, "/") {
 			return nil, "", &archive.Error{Reason: archive.InvalidArgument, Msg: fmt.Sprintf("location %q is not s3://BUCKET/KEY of an archive", location)}
 		}
-		cfg := c.s3
-		cfg.Bucket = bucket
-		cfg.ReadEnv()
-		b, err := s3.New(ctx, cfg)
-		if err != nil {
-			return nil, "", err
-		}
-		return b, key, nil
+		b, err := c.s3Backend(ctx, bucket, false)
+		return b, key, err
 	}
 	return volume.New(filepath.Dir(location)), filepath.Base(location), nil
+}
+
+// s3Backend is bucket of the S3 server the --s3-* flags describe, with the credentials of the
+// environment; readOnly adds to --s3-read-only, it never lifts it.
+func (c *command) s3Backend(ctx context.Context, bucket string, readOnly bool) (storage.Backend, error) {
+	cfg := c.s3
+	cfg.Bucket, cfg.ReadOnly = bucket, cfg.ReadOnly || readOnly
+	cfg.ReadEnv()
+	b, err := s3.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // parse returns the exit code to stop with, or -1 to continue.

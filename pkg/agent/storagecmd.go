@@ -116,12 +116,6 @@ func (c *command) storageRoot(ctx context.Context, location string, readOnly boo
 	if !ok {
 		return nil, "", &archive.Error{Reason: archive.InvalidArgument, Msg: fmt.Sprintf("location %q is not s3://BUCKET[/PREFIX]", location)}
 	}
-	cfg := c.s3
-	cfg.Bucket, cfg.ReadOnly = bucket, readOnly
-	cfg.ReadEnv()
-	b, err := s3.New(ctx, cfg)
-	if err != nil {
-		return nil, "", err
-	}
-	return b, strings.Trim(prefix, "/"), nil
+	b, err := c.s3Backend(ctx, bucket, readOnly)
+	return b, strings.Trim(prefix, "/"), err
 }

@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
@@ -124,12 +125,17 @@ func waitStorage(t *testing.T, c versioned.Interface, ns, name string, phase pla
 // readOnly makes the BackupStorage name ReadOnly.
 func readOnly(t *testing.T, c versioned.Interface, ns, name string) {
 	t.Helper()
-	bs, err := c.PlatformV1().BackupStorages(ns).Get(testContext(t), name, metav1.GetOptions{})
+	// The controller adds its finalizer and annotations concurrently: retry on conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		bs, err := c.PlatformV1().BackupStorages(ns).Get(testContext(t), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		bs.Spec.AccessMode = platformv1.StorageReadOnly
+		_, err = c.PlatformV1().BackupStorages(ns).Update(testContext(t), bs, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	bs.Spec.AccessMode = platformv1.StorageReadOnly
-	if _, err := c.PlatformV1().BackupStorages(ns).Update(testContext(t), bs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

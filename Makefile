@@ -46,8 +46,9 @@ test-monitoring: ## Check the alerts and dashboard in manifests/monitoring again
 	cd $(MONITORING_DIR) && $(GO) test -count=1 ./...
 
 .PHONY: fuzz
-fuzz: deps ## Fuzz the restore reader for FUZZTIME (default 20s): nothing may escape the target.
+fuzz: deps ## Fuzz the restore reader, plain and encrypted, for FUZZTIME each (default 20s): nothing may escape the target.
 	$(GO) test ./pkg/archive -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(or $(FUZZTIME),20s) -fuzzminimizetime 5s
+	$(GO) test ./pkg/archive -run '^$$' -fuzz '^FuzzRestoreEncrypted$$' -fuzztime $(or $(FUZZTIME),20s) -fuzzminimizetime 5s
 
 .PHONY: generate
 generate: ## Regenerate deepcopy, clientset, listers, informers and CRDs from pkg/apis.

@@ -34,8 +34,10 @@ const usage = `usage: backup-controller agent COMMAND [flags]
 
 Commands:
   backup   --source DIR --output LOCATION [--compression zstd|gzip|none]
+           [--recipient AGE1... | --recipients-file FILE]
   restore  --archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace]
-  verify   --archive LOCATION --sha256 HEX
+           [--identity-file FILE]
+  verify   --archive LOCATION --sha256 HEX [--identity-file FILE]
   delete   --archive LOCATION
   storage check --location DIR|s3://BUCKET[/PREFIX] [--read-only]
   storage list  --location DIR|s3://BUCKET[/PREFIX]
@@ -47,6 +49,11 @@ read from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
 --read-only, writable, and leaves nothing behind. "storage list" prints one
 JSON line per complete archive below the location (its key and manifest),
 then the result, which counts them.
+
+A backup with recipients (--recipient, --recipients-file, or the lines of
+` + archive.EnvRecipients + `) is encrypted with age to each of them and must be named
+*.tar.zst.age; restore and verify decrypt it with the identities of
+--identity-file or ` + archive.EnvIdentity + `. Keys are never printed.
 
 Every command prints one JSON result on stdout and accepts
 --termination-log PATH (default ` + DefaultTerminationLog + `).
@@ -94,6 +101,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type command struct {
 	fs         *flag.FlagSet
 	s3         s3.Config
+	keys       keyFlags
 	termLog    string
 	termLogSet bool
 	result     statusHolder
@@ -255,6 +263,8 @@ func exitCode(r Reason) int {
 		return ExitUsage
 	case archive.ChecksumMismatch, archive.CorruptArchive, archive.UnsafeArchive:
 		return ExitIntegrity
+	case archive.EncryptionKeyMissing, archive.WrongEncryptionKey:
+		return ExitRefused
 	case archive.TargetNotEmpty, archive.TargetNotFound, archive.SourceNotFound, archive.ArchiveNotFound, archive.OutputExists:
 		return ExitRefused
 	}
@@ -263,9 +273,10 @@ func exitCode(r Reason) int {
 
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &BackupResult{}
-	c := newCommand(OpBackup, "--source DIR --output LOCATION [--compression zstd|gzip|none]", res, stdout, stderr).withStorage()
+	c := newCommand(OpBackup, "--source DIR --output LOCATION [--compression zstd|gzip|none] [--recipient AGE1...]", res, stdout, stderr).withStorage().withRecipients()
 	var opts archive.BackupOptions
 	var comp, output string
+	var err error
 	c.fs.StringVar(&opts.Source, "source", "", "directory to back up (the source volume's mount point, mounted read-only)")
 	c.fs.StringVar(&output, "output", "", "the archive's file name or s3://BUCKET/KEY; it must end in .tar.zst, .tar.gz or .tar to match the compression")
 	c.fs.StringVar(&comp, "compression", "", "zstd, gzip or none (default: implied by --output's extension)")
@@ -279,7 +290,8 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	res.Archive = output
 	if comp != "" {
-		cc, err := archive.ParseCompression(comp)
+		var cc archive.Compression
+		cc, err = archive.ParseCompression(comp)
 		if err != nil {
 			return c.finish(err)
 		}
@@ -287,6 +299,9 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	res.Compression = opts.Compression
 	opts.ToolVersion = Version
+	if opts.Recipients, err = c.recipients(); err != nil {
+		return c.finish(err)
+	}
 	// The options are checked before the storage is touched: a wrong command line must not
 	// start an upload.
 	if err := archive.CheckBackupOptions(&opts, output); err != nil {
@@ -308,7 +323,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &RestoreResult{}
-	c := newCommand(OpRestore, "--archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace]", res, stdout, stderr).withStorage()
+	c := newCommand(OpRestore, "--archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace] [--identity-file FILE]", res, stdout, stderr).withStorage().withIdentity()
 	var opts archive.RestoreOptions
 	var overwrite string
 	c.fs.StringVar(&opts.Archive, "archive", "", "archive to restore: a file name or s3://BUCKET/KEY")
@@ -327,6 +342,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err := archive.CheckRestoreOptions(&opts); err != nil {
 		return c.finish(err)
 	}
+	if opts.Identities, err = c.identities(); err != nil {
+		return c.finish(err)
+	}
 	src, err := c.open(ctx, opts.Archive)
 	if err != nil {
 		return c.finish(err)
@@ -342,7 +360,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &VerifyResult{}
-	c := newCommand(OpVerify, "--archive LOCATION --sha256 HEX", res, stdout, stderr).withStorage()
+	c := newCommand(OpVerify, "--archive LOCATION --sha256 HEX [--identity-file FILE]", res, stdout, stderr).withStorage().withIdentity()
 	var location, sum string
 	c.fs.StringVar(&location, "archive", "", "archive to verify: a file name or s3://BUCKET/KEY")
 	c.fs.StringVar(&sum, "sha256", "", "expected sha256 of the archive")
@@ -353,12 +371,16 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := archive.CheckSHA256(sum); err != nil {
 		return c.finish(err)
 	}
+	ids, err := c.identities()
+	if err != nil {
+		return c.finish(err)
+	}
 	src, err := c.open(ctx, location)
 	if err != nil {
 		return c.finish(err)
 	}
 	defer src.Close()
-	stats, err := archive.VerifySource(ctx, src, sum)
+	stats, err := archive.VerifySource(ctx, src, sum, ids)
 	if stats != nil {
 		res.VerifyStats = *stats
 	}

@@ -28,6 +28,9 @@ const (
 	Internal         = archive.Internal
 	ArchiveRetained  = archive.ArchiveRetained
 
+	EncryptionKeyMissing = archive.EncryptionKeyMissing
+	WrongEncryptionKey   = archive.WrongEncryptionKey
+
 	StorageUnreachable    = archive.StorageUnreachable
 	StorageTLSUntrusted   = archive.StorageTLSUntrusted
 	StorageAccessDenied   = archive.StorageAccessDenied
@@ -51,7 +54,8 @@ const (
 	// cannot help.
 	ExitIntegrity = 3
 	// ExitRefused: the operation was refused because of the state of the source, target or
-	// storage (TargetNotEmpty, TargetNotFound, SourceNotFound, ArchiveNotFound, OutputExists);
+	// storage or its keys (TargetNotEmpty, TargetNotFound, SourceNotFound, ArchiveNotFound,
+	// OutputExists, EncryptionKeyMissing, WrongEncryptionKey);
 	// nothing was written, and retrying cannot help until someone changes that state.
 	ExitRefused = 4
 )

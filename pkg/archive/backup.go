@@ -40,6 +40,9 @@ type BackupOptions struct {
 	Sink Sink
 	// Compression defaults to the one implied by Output's extension.
 	Compression Compression
+	// Recipients, when set, encrypt the archive to them; its name must then end in
+	// EncryptedExtension, and must not otherwise.
+	Recipients *Recipients
 	// ToolVersion is recorded in the manifest.
 	ToolVersion string
 	// Origin is recorded in the manifest.
@@ -83,6 +86,8 @@ type BackupStats struct {
 	// SHA256 is the hash of the archive file as stored.
 	SHA256      string      `json:"sha256"`
 	Compression Compression `json:"compression"`
+	// Encryption says how the archive is encrypted; nil when it is not.
+	Encryption *Encryption `json:"encryption,omitempty"`
 }
 
 // Backup archives opts.Source into opts.Output. The archive appears under its
@@ -117,14 +122,23 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 		ManifestFile: manifestName(name),
 		Compression:  comp,
 	}
+	if opts.Recipients != nil {
+		stats.Encryption = opts.Recipients.Encryption()
+	}
 
 	var out io.Writer = sink
 	if opts.wrapOutput != nil {
 		out = opts.wrapOutput(out)
 	}
+	// The hash is of the archive as stored, ciphertext when encrypted: integrity is checked
+	// before anything is decrypted, and without the key.
 	hw := newHashingWriter(out)
 	defer hw.close()
-	cw, err := newCompressor(comp, hw)
+	ew, err := encrypter(opts.Recipients, hw)
+	if err != nil {
+		return nil, err
+	}
+	cw, err := newCompressor(comp, ew)
 	if err != nil {
 		return nil, newError(Internal, err, "cannot start the %s compressor", comp)
 	}
@@ -150,6 +164,11 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	werr := w.walkRoot()
 	if werr == nil {
 		werr = closeAll(w.tw, cw)
+		if werr == nil {
+			if err := ew.Close(); err != nil {
+				werr = writeError(err, "cannot finish the encrypted stream")
+			}
+		}
 	} else {
 		cw.Close() // stop the compressor's goroutines; the data is discarded
 	}
@@ -165,11 +184,12 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	stats.Size = hw.n
 	stats.SHA256 = hw.sum()
 	m := Manifest{
-		ManifestVersion: ManifestVersion,
+		ManifestVersion: manifestVersionFor(stats.Encryption),
 		Archive:         path.Base(name),
 		Source:          opts.Source,
 		Origin:          opts.Origin,
 		Compression:     comp,
+		Encryption:      stats.Encryption,
 		SHA256:          stats.SHA256,
 		Size:            stats.Size,
 		SourceBytes:     stats.SourceBytes,
@@ -226,16 +246,25 @@ func checkBackupOptions(opts *BackupOptions, name string) (Compression, error) {
 		return "", newError(InvalidArgument, nil, "--output is required: pass the archive's full file name, ending in .tar.zst, .tar.gz or .tar")
 	}
 	comp := opts.Compression
-	byName, ok := CompressionForName(name)
+	format, ok := FormatForName(name)
+	byName := format.Compression
+	encrypted := opts.Recipients != nil
+	want := Format{Compression: comp, Encrypted: encrypted}
 	switch {
 	case !ok && comp == "":
-		return "", newError(InvalidArgument, nil, "--output %q must end in .tar.zst (zstd, the default), .tar.gz (gzip) or .tar (none)", name)
+		return "", newError(InvalidArgument, nil, "--output %q must end in .tar.zst (zstd, the default), .tar.gz (gzip) or .tar (none)%s", name, encryptedHint(encrypted))
 	case !ok:
-		return "", newError(InvalidArgument, nil, "--output %q must end in %s for --compression %s", name, comp.Extension(), comp)
+		return "", newError(InvalidArgument, nil, "--output %q must end in %s for --compression %s", name, want.Extension(), comp)
 	case comp == "":
 		comp = byName
 	case comp != byName:
-		return "", newError(InvalidArgument, nil, "--output %q ends in %s but --compression is %s: name it %s", name, byName.Extension(), comp, strings.TrimSuffix(name, byName.Extension())+comp.Extension())
+		return "", newError(InvalidArgument, nil, "--output %q ends in %s but --compression is %s: name it %s", name, format.Extension(), comp, TrimExtension(name)+want.Extension())
+	}
+	switch {
+	case encrypted && !format.Encrypted:
+		return "", newError(InvalidArgument, nil, "--output %q is encrypted, so its name must end in %s: name it %s", name, EncryptedExtension, name+EncryptedExtension)
+	case !encrypted && format.Encrypted:
+		return "", newError(InvalidArgument, nil, "--output %q ends in %s but no recipient was given: pass --recipient, --recipients-file or %s, or drop %s from the name", name, EncryptedExtension, EnvRecipients, EncryptedExtension)
 	}
 
 	src, err := filepath.Abs(opts.Source)
@@ -561,4 +590,11 @@ func readError(err error, p string) *Error {
 		e.Msg += " (the volume may be failing: check the node's kernel log, then retry)"
 	}
 	return e
+}
+
+func encryptedHint(encrypted bool) string {
+	if encrypted {
+		return ", followed by " + EncryptedExtension + " when encrypted"
+	}
+	return ""
 }

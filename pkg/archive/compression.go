@@ -51,12 +51,42 @@ func ParseCompression(s string) (Compression, error) {
 // CompressionForName returns the compression implied by an archive file name's
 // extension, and false when the name has none of the supported extensions.
 func CompressionForName(name string) (Compression, bool) {
+	f, ok := FormatForName(name)
+	return f.Compression, ok
+}
+
+// Format is how an archive's tar stream is encoded: compressed, then maybe encrypted.
+type Format struct {
+	Compression Compression
+	Encrypted   bool
+}
+
+// Extension is the file name suffix of an archive in format f, such as ".tar.zst.age".
+func (f Format) Extension() string {
+	if f.Encrypted {
+		return f.Compression.Extension() + EncryptedExtension
+	}
+	return f.Compression.Extension()
+}
+
+// FormatForName returns the format an archive file name's extension implies, and false when
+// the name has none of the supported extensions.
+func FormatForName(name string) (Format, bool) {
+	plain, encrypted := strings.CutSuffix(name, EncryptedExtension)
 	for _, c := range Compressions {
-		if strings.HasSuffix(name, c.Extension()) && len(name) > len(c.Extension()) {
-			return c, true
+		if strings.HasSuffix(plain, c.Extension()) && len(plain) > len(c.Extension()) {
+			return Format{Compression: c, Encrypted: encrypted}, true
 		}
 	}
-	return "", false
+	return Format{}, false
+}
+
+// TrimExtension is name without its archive extension: what is left names the Backup.
+func TrimExtension(name string) string {
+	if f, ok := FormatForName(name); ok {
+		return strings.TrimSuffix(name, f.Extension())
+	}
+	return name
 }
 
 const (

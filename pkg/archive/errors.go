@@ -35,6 +35,10 @@ const (
 	TargetNotFound Reason = "TargetNotFound"
 	// TargetNotEmpty: the restore target has data and no overwrite mode allows it.
 	TargetNotEmpty Reason = "TargetNotEmpty"
+	// EncryptionKeyMissing: the archive is encrypted and no identity was given.
+	EncryptionKeyMissing Reason = "EncryptionKeyMissing"
+	// WrongEncryptionKey: the archive is not encrypted to any identity given.
+	WrongEncryptionKey Reason = "WrongEncryptionKey"
 	// Canceled: the operation was interrupted (for example the Pod was stopped).
 	Canceled Reason = "Canceled"
 	// Internal: an unexpected failure; the message carries the details.

@@ -242,15 +242,7 @@ func FuzzRestore(f *testing.F) {
 	}))
 	// One sandbox per fuzzing process, a fresh target per input: creating
 	// and deleting whole trees per input would dominate the run time.
-	parent := f.TempDir()
-	sibling := filepath.Join(parent, "sibling")
-	if err := os.Mkdir(sibling, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(sibling, "secret"), []byte("secret"), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	before := snapshot(f, sibling)
+	parent, sibling, before := fuzzSandbox(f)
 	// Each input is extracted directly, then staged until its end (stage.go).
 	var verdict chan hashResult
 	testHookVerify = func(int) { verdict <- hashResult{sum: "verified"} }
@@ -291,6 +283,20 @@ func FuzzRestore(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzSandbox is a fuzzing process's directory parent, where targets are made, and in it the
+// directory sibling, holding a secret, that no input may change (its snapshot is before).
+func fuzzSandbox(f *testing.F) (parent, sibling string, before map[string]entryInfo) {
+	parent = f.TempDir()
+	sibling = filepath.Join(parent, "sibling")
+	if err := os.Mkdir(sibling, 0o755); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sibling, "secret"), []byte("secret"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	return parent, sibling, snapshot(f, sibling)
 }
 
 // removeTree deletes a restored tree even when it holds read-only

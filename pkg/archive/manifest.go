@@ -5,9 +5,19 @@ import (
 	"time"
 )
 
-// ManifestVersion is the version of the manifest layout; it changes only when
-// a field changes meaning.
-const ManifestVersion = 1
+// ManifestVersion is the newest version of the manifest layout; it changes only when a field
+// changes meaning. Version 2 adds encryption: a manifest is written as version 1 unless its
+// archive is encrypted, so that a tool that predates encryption refuses to read an encrypted
+// archive as if it were plain, and still reads every other.
+const ManifestVersion = 2
+
+// manifestVersionFor is the version a manifest of an archive encrypted as e is written as.
+func manifestVersionFor(e *Encryption) int {
+	if e != nil {
+		return 2
+	}
+	return 1
+}
 
 // Manifest describes an archive. It is written beside the archive as
 // <archive>.manifest.json so the storage alone explains what each file holds.
@@ -16,8 +26,10 @@ type Manifest struct {
 	Archive         string `json:"archive"`
 	Source          string `json:"source"`
 	// Origin says what was backed up, so that the storage alone can rebuild the Backup.
-	Origin          `json:",inline"`
-	Compression     Compression `json:"compression"`
+	Origin      `json:",inline"`
+	Compression Compression `json:"compression"`
+	// Encryption says how the archive is encrypted; absent when it is not.
+	Encryption      *Encryption `json:"encryption,omitempty"`
 	SHA256          string      `json:"sha256"`
 	Size            int64       `json:"size"`
 	SourceBytes     int64       `json:"sourceBytes"`

@@ -58,6 +58,8 @@ type RestoreOptions struct {
 	SHA256 string
 	// Overwrite defaults to OverwriteRefuse.
 	Overwrite Overwrite
+	// Identities decrypt an encrypted archive.
+	Identities *Identities
 }
 
 // CheckRestoreOptions validates opts before anything is read or written, normalizing the
@@ -90,7 +92,9 @@ type RestoreStats struct {
 	Target      string      `json:"target"`
 	SHA256      string      `json:"sha256"`
 	Compression Compression `json:"compression"`
-	Overwrite   Overwrite   `json:"overwrite"`
+	// Encryption is "age" for an archive that was decrypted, empty for a plain one.
+	Encryption string    `json:"encryption,omitempty"`
+	Overwrite  Overwrite `json:"overwrite"`
 	// Size is the archive's size in bytes.
 	Size int64 `json:"size"`
 	// Bytes is the total size of the regular files restored.
@@ -127,6 +131,10 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		defer src.Close()
 	}
 	name := src.Name()
+	if f, _ := FormatForName(name); f.Encrypted && opts.Identities == nil {
+		// Before the archive is read: without a key there is nothing to find out.
+		return nil, keyMissing(name)
+	}
 	hashed := hashInBackground(ctx, src)
 
 	root, err := os.OpenRoot(opts.Target)
@@ -162,7 +170,13 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		return nil, x.abandon(err)
 	}
 	defer r.Close()
-	br := bufio.NewReaderSize(r, copyBufferSize)
+	br, encrypted, err := plaintext(name, r, opts.Identities)
+	if err != nil {
+		return nil, x.abandon(err)
+	}
+	if encrypted {
+		stats.Encryption = EncryptionAge
+	}
 	head, _ := br.Peek(len(zstdMagic))
 	stats.Compression = sniff(head)
 	dec, err := newDecompressor(stats.Compression, br)
@@ -192,6 +206,22 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		return nil, newError(WriteFailed, err, "cannot flush the restored files in %s to disk", opts.Target)
 	}
 	return stats, nil
+}
+
+// plaintext returns a buffered reader of the compressed tar stream in the archive r, called
+// name: r itself, or what ids decrypt when r is encrypted (whatever its name says), and
+// whether it was.
+func plaintext(name string, r io.Reader, ids *Identities) (*bufio.Reader, bool, error) {
+	br := bufio.NewReaderSize(r, copyBufferSize)
+	head, _ := br.Peek(len(ageMagic))
+	if !isEncrypted(head) {
+		return br, false, nil
+	}
+	dr, err := decrypter(name, br, ids)
+	if err != nil {
+		return nil, true, err
+	}
+	return bufio.NewReaderSize(dr, copyBufferSize), true, nil
 }
 
 func corrupt(archive string, c Compression, err error) *Error {

@@ -12,6 +12,11 @@ type VerifyStats struct {
 	Archive     string      `json:"archive"`
 	SHA256      string      `json:"sha256"`
 	Compression Compression `json:"compression"`
+	// Encryption is "age" for an encrypted archive.
+	Encryption string `json:"encryption,omitempty"`
+	// ContentsChecked is false when the archive is encrypted and no identity was given: its
+	// checksum was verified, its contents could not be.
+	ContentsChecked bool `json:"contentsChecked"`
 	// Size is the archive's size in bytes.
 	Size int64 `json:"size"`
 	// Bytes is the total size of the regular files in the archive.
@@ -38,11 +43,13 @@ func Verify(ctx context.Context, archive, want string) (*VerifyStats, error) {
 		return nil, err
 	}
 	defer src.Close()
-	return VerifySource(ctx, src, want)
+	return VerifySource(ctx, src, want, nil)
 }
 
-// VerifySource is Verify of an archive on any storage.
-func VerifySource(ctx context.Context, src Source, want string) (*VerifyStats, error) {
+// VerifySource is Verify of an archive on any storage. An encrypted archive is decrypted with
+// ids to check its contents; without them, only its checksum is verified, which needs no key
+// because it is that of the ciphertext, and ContentsChecked says so.
+func VerifySource(ctx context.Context, src Source, want string, ids *Identities) (*VerifyStats, error) {
 	want, err := normalizeSHA256(want)
 	if err != nil {
 		return nil, err
@@ -57,10 +64,16 @@ func VerifySource(ctx context.Context, src Source, want string) (*VerifyStats, e
 
 	hr := newHashingReader(f)
 	br := bufio.NewReaderSize(hr, copyBufferSize)
-	head, _ := br.Peek(len(zstdMagic))
-	stats.Compression = sniff(head)
 	buf := make([]byte, copyBufferSize)
-	parseErr := readTar(ctx, stats, br, buf)
+	var parseErr error
+	head, _ := br.Peek(len(ageMagic))
+	if encrypted := isEncrypted(head); encrypted {
+		stats.Encryption = EncryptionAge
+	}
+	if stats.Encryption == "" || ids != nil {
+		stats.ContentsChecked = true
+		parseErr = readPlaintext(ctx, stats, archive, br, ids, buf)
+	}
 	if ReasonOf(parseErr) == Canceled {
 		return nil, parseErr
 	}
@@ -75,10 +88,25 @@ func VerifySource(ctx context.Context, src Source, want string) (*VerifyStats, e
 		e.Err = parseErr
 		return stats, e
 	}
+	if r := ReasonOf(parseErr); r == WrongEncryptionKey || r == CorruptArchive {
+		return stats, parseErr
+	}
 	if parseErr != nil {
 		return stats, corrupt(archive, stats.Compression, parseErr)
 	}
 	return stats, nil
+}
+
+// readPlaintext is readTar of the archive r, called name, decrypted with ids when it is
+// encrypted.
+func readPlaintext(ctx context.Context, stats *VerifyStats, name string, r io.Reader, ids *Identities, buf []byte) error {
+	br, _, err := plaintext(name, r, ids)
+	if err != nil {
+		return err
+	}
+	head, _ := br.Peek(len(zstdMagic))
+	stats.Compression = sniff(head)
+	return readTar(ctx, stats, br, buf)
 }
 
 // readTar decompresses and parses the whole stream, counting entries; the

@@ -9,6 +9,9 @@
 #   RANDOM_MB=1024  size of the incompressible data set
 #   BENCH_DIR=_output/bench   scratch directory (data sets are kept and reused,
 #                 archives and restored trees are deleted)
+#   TOOLS="..."   the tools to measure (default: all); a ratio is printed when both of its
+#                 tools were measured
+# agent-zstd-age is agent-zstd encrypted with age to one recipient (docs/storage.md).
 # Needs root (to build the PostgreSQL directory and restore ownership) and
 # the packages postgresql-15, pigz, zstd and time, which it installs if missing.
 set -euo pipefail
@@ -105,6 +108,12 @@ run_tool() {
 		b=$(timed "$tool backup" tar -C "$src" -I 'zstd -T0' -cf "$out" .)
 		r=$(timed "$tool restore" tar -C "$dst" -I zstd -xf "$out")
 		;;
+	agent-zstd-age)
+		out=$work/a.tar.zst.age
+		b=$(timed "$tool backup" "${agent[@]}" backup --source "$src" --output "$out" --recipient "$recipient" --termination-log "$work/termination-log")
+		sum=$(cut -d' ' -f1 "$out.sha256")
+		r=$(timed "$tool restore" "${agent[@]}" restore --archive "$out" --target "$dst" --sha256 "$sum" --identity-file "$work/age-key.txt" --termination-log "$work/termination-log")
+		;;
 	agent-zstd | agent-gzip)
 		out=$work/a.tar.${tool#agent-}
 		out=${out/%.zstd/.zst}
@@ -132,7 +141,11 @@ main() {
 	rm -rf "$work" && mkdir -p "$work"
 	trap 'rm -rf "$work"' EXIT
 
-	local tools="tar-gzip tar-pigz tar-zstd agent-gzip agent-zstd"
+	local tools=${TOOLS:-"tar-gzip tar-pigz tar-zstd agent-gzip agent-zstd agent-zstd-age"}
+	# The key pair of the encrypted runs, made with Go's age (the agent's own library), so
+	# that the benchmark needs no age-keygen.
+	(cd "$repo" && go run filippo.io/age/cmd/age-keygen -o "$work/age-key.txt") 2>"$work/keygen.txt"
+	recipient=$(sed -n 's/^Public key: //p' "$work/keygen.txt")
 	declare -A src=([pgdata]=$pg [random]=$rnd) bytes
 	for ds in pgdata random; do
 		bytes[$ds]=$(du -sb --apparent-size "${src[$ds]}" | cut -f1)
@@ -168,22 +181,29 @@ main() {
 		echo
 		echo "Ratios (time ratios: <1 means the agent is faster)"
 		for ds in pgdata random; do
-			awk -v ds="$ds" \
-				-v gz="$(stat_of "$ds" tar-gzip 3)" -v pz="$(stat_of "$ds" tar-pigz 3)" -v zs="$(stat_of "$ds" tar-zstd 3)" \
-				-v ag="$(stat_of "$ds" agent-gzip 3)" -v az="$(stat_of "$ds" agent-zstd 3)" \
-				-v zsz="$(stat_of "$ds" tar-zstd 5)" -v azsz="$(stat_of "$ds" agent-zstd 5)" \
-				-v rpz="$(stat_of "$ds" tar-pigz 6)" -v rzs="$(stat_of "$ds" tar-zstd 6)" \
-				-v rag="$(stat_of "$ds" agent-gzip 6)" -v raz="$(stat_of "$ds" agent-zstd 6)" \
-				-v rss1="$(stat_of "$ds" agent-zstd 4)" -v rss2="$(stat_of "$ds" agent-gzip 4)" -v rss3="$(stat_of "$ds" agent-zstd 7)" -v rss4="$(stat_of "$ds" agent-gzip 7)" 'BEGIN {
-				m = rss1; if (rss2 > m) m = rss2; if (rss3 > m) m = rss3; if (rss4 > m) m = rss4
-				printf "%s: agent zstd backup is %.1fx faster than tar czf (goal >= 10x)\n", ds, gz/az
-				printf "%s: agent zstd backup time / tar -I zstd -T0: %.2f (goal <= 1.10)\n", ds, az/zs
-				printf "%s: agent zstd archive size / zstd -T0 size: %.3f (goal <= 1.00)\n", ds, azsz/zsz
-				printf "%s: agent gzip backup time / tar -I pigz: %.2f (goal <= 1.00)\n", ds, ag/pz
-				printf "%s: agent zstd restore time / tar -x zstd: %.2f (goal <= 1.00)\n", ds, raz/rzs
-				printf "%s: agent gzip restore time / tar -x pigz: %.2f (goal <= 1.00)\n", ds, rag/rpz
-				printf "%s: agent peak RSS: %.1f MiB (goal < 64)\n", ds, m/1024
-			}'
+			# ratio A B COLUMN TEXT: the medians' ratio, when both tools were measured.
+			ratio() {
+				local a b
+				a=$(stat_of "$ds" "$1" "$3")
+				b=$(stat_of "$ds" "$2" "$3")
+				awk -v a="$a" -v b="$b" -v ds="$ds" -v text="$4" 'BEGIN { if (a > 0 && b > 0) printf "%s: " text "\n", ds, a/b }'
+			}
+			ratio tar-gzip agent-zstd 3 "agent zstd backup is %.1fx faster than tar czf (goal >= 10x)"
+			ratio agent-zstd tar-zstd 3 "agent zstd backup time / tar -I zstd -T0: %.2f (goal <= 1.10)"
+			ratio agent-zstd tar-zstd 5 "agent zstd archive size / zstd -T0 size: %.3f (goal <= 1.00)"
+			ratio agent-gzip tar-pigz 3 "agent gzip backup time / tar -I pigz: %.2f (goal <= 1.00)"
+			ratio agent-zstd tar-zstd 6 "agent zstd restore time / tar -x zstd: %.2f (goal <= 1.00)"
+			ratio agent-gzip tar-pigz 6 "agent gzip restore time / tar -x pigz: %.2f (goal <= 1.00)"
+			ratio agent-zstd-age agent-zstd 3 "agent zstd+age backup time / agent zstd: %.2f (goal <= 1.10)"
+			ratio agent-zstd-age agent-zstd 6 "agent zstd+age restore time / agent zstd: %.2f (goal <= 1.10)"
+			local m=0 v t c
+			for t in agent-zstd agent-gzip agent-zstd-age; do
+				for c in 4 7; do
+					v=$(stat_of "$ds" "$t" "$c")
+					m=$(awk -v a="$m" -v b="$v" 'BEGIN { print (b > a ? b : a) }')
+				done
+			done
+			awk -v m="$m" -v ds="$ds" 'BEGIN { printf "%s: agent peak RSS: %.1f MiB (goal < 64)\n", ds, m/1024 }'
 		done
 	} | tee "$BENCH_DIR/archive-results.txt"
 }

@@ -125,13 +125,19 @@ func waitStorage(t *testing.T, c versioned.Interface, ns, name string, phase pla
 // readOnly makes the BackupStorage name ReadOnly.
 func readOnly(t *testing.T, c versioned.Interface, ns, name string) {
 	t.Helper()
-	// The controller adds its finalizer and annotations concurrently: retry on conflict.
+	editStorage(t, c, ns, name, func(bs *platformv1.BackupStorage) { bs.Spec.AccessMode = platformv1.StorageReadOnly })
+}
+
+// editStorage changes the BackupStorage name with edit. The controller adds its finalizer and
+// annotations concurrently: a conflict is retried on a fresh copy.
+func editStorage(t *testing.T, c versioned.Interface, ns, name string, edit func(*platformv1.BackupStorage)) {
+	t.Helper()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		bs, err := c.PlatformV1().BackupStorages(ns).Get(testContext(t), name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		bs.Spec.AccessMode = platformv1.StorageReadOnly
+		edit(bs)
 		_, err = c.PlatformV1().BackupStorages(ns).Update(testContext(t), bs, metav1.UpdateOptions{})
 		return err
 	})
@@ -232,21 +238,7 @@ func TestBackupToS3AndRestoreFromIt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	check := exec.Command("sha256sum", "-c", path.Base(key)+".sha256")
-	check.Dir = emergency
-	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), ": OK") {
-		t.Fatalf("sha256sum -c: %v\n%s", err, out)
-	}
-	plain := filepath.Join(emergency, "tree")
-	if err := os.Mkdir(plain, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("tar", "--zstd", "-xpf", filepath.Join(emergency, path.Base(key)), "-C", plain).CombinedOutput(); err != nil {
-		t.Fatalf("tar --zstd -x: %v\n%s", err, out)
-	}
-	if got := snapshot(t, plain); !reflect.DeepEqual(want, got) {
-		t.Fatalf("the tree tar extracted differs from the backed-up one:\nwant %v\ngot  %v", want, got)
-	}
+	emergencyRestore(t, emergency, path.Base(key), want, `tar --zstd -xpf "$1" -C "$2"`)
 
 	// Deleting the Backup deletes its three objects.
 	if err := c.PlatformV1().Backups(ns).Delete(testContext(t), "nightly", metav1.DeleteOptions{}); err != nil {
@@ -502,4 +494,26 @@ func TestNamespaceRecoversFromTheBucketAlone(t *testing.T) {
 			_ = s.Client.RemoveObject(context.Background(), s.Bucket, k, minio.RemoveObjectOptions{})
 		}
 	})
+}
+
+// emergencyRestore is the restore of docs/storage.md without the operator, in dir, which holds
+// the archive name and its .sha256: sha256sum -c, then script (sh, with the archive as $1 and an
+// empty directory as $2), whose result must be the tree want.
+func emergencyRestore(t *testing.T, dir, name string, want map[string]entry, script string) {
+	t.Helper()
+	check := exec.Command("sha256sum", "-c", name+".sha256")
+	check.Dir = dir
+	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	plain, err := os.MkdirTemp(dir, "tree")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("sh", "-c", script, "sh", filepath.Join(dir, name), plain).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	if got := snapshot(t, plain); !reflect.DeepEqual(want, got) {
+		t.Fatalf("the tree %q restored differs from the backed-up one:\nwant %v\ngot  %v", script, want, got)
+	}
 }

@@ -247,13 +247,13 @@ func IsControlledBy(obj metav1.Object, uid string) bool {
 	return ref != nil && string(ref.UID) == uid
 }
 
-// ArchiveExtension is the file name suffix of an archive with compression c, or an error for a
-// compression the agent does not know.
-func ArchiveExtension(c platformv1.Compression) (string, error) {
-	if ext := archive.Compression(c).Extension(); ext != "" {
-		return ext, nil
+// ArchiveExtension is the file name suffix of an archive with compression c, encrypted or not,
+// or an error for a compression the agent does not know.
+func ArchiveExtension(c platformv1.Compression, encrypted bool) (string, error) {
+	if archive.Compression(c).Extension() == "" {
+		return "", fmt.Errorf("unknown compression %q: use zstd, gzip or none", c)
 	}
-	return "", fmt.Errorf("unknown compression %q: use zstd, gzip or none", c)
+	return archive.Format{Compression: archive.Compression(c), Encrypted: encrypted}.Extension(), nil
 }
 
 // StorageClaim returns the claim and directory that hold archives, with the API's default claim

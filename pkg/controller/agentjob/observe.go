@@ -66,6 +66,9 @@ type Observation struct {
 	Result string
 	// ResultPod names the pod Result was read from.
 	ResultPod string
+	// Stuck says why the pod StuckPod, which has not started, cannot start, with what to do;
+	// empty when no pod is known to be stuck.
+	Stuck, StuckPod string
 }
 
 // Observe classifies job and reads its pods: those of pods that job controls. Pods of other
@@ -99,6 +102,11 @@ func Observe(job *batchv1.Job, pods []*corev1.Pod) Observation {
 			}
 			if latest == nil || podStart(latest).Before(started) {
 				latest = pod
+			}
+		}
+		if podStart(pod) == nil && pod.DeletionTimestamp == nil {
+			if why := stuck(pod); why != "" {
+				obs.Stuck, obs.StuckPod = why, pod.Name
 			}
 		}
 		term := agentTermination(pod)
@@ -253,6 +261,8 @@ var agentReasons = map[agent.Reason]string{
 	agent.StorageError:          platformv1.ReasonStorageError,
 	agent.ArchiveTooLarge:       platformv1.ReasonArchiveTooLarge,
 	agent.ArchiveRetained:       platformv1.ReasonArchiveRetained,
+	agent.EncryptionKeyMissing:  platformv1.ReasonEncryptionKeyMissing,
+	agent.WrongEncryptionKey:    platformv1.ReasonWrongEncryptionKey,
 }
 
 // ConditionReason is the Succeeded condition's reason for a failure the agent reported:

@@ -1,10 +1,8 @@
 package agentjob
 
 import (
-	"fmt"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -47,12 +45,6 @@ func ShortSHA256(sum string) string {
 		return sum
 	}
 	return sum[:12] + "…"
-}
-
-// SetPending sets the Succeeded condition of a run whose Job has no started pod yet.
-func SetPending(conditions *[]metav1.Condition, job *batchv1.Job, generation int64, now time.Time) {
-	SetSucceeded(conditions, metav1.ConditionUnknown, platformv1.ReasonJobPending,
-		fmt.Sprintf("Job %s was created; waiting for its pod to start.", job.Name), generation, now)
 }
 
 // EndAt is the completion time and duration of a run that ended at now; a run that had already

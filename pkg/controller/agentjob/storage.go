@@ -3,6 +3,7 @@ package agentjob
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+	"platform.example.com/backup-operator/pkg/archive"
 	listers "platform.example.com/backup-operator/pkg/generated/listers/platform/v1"
 	"platform.example.com/backup-operator/pkg/storage/s3"
 )
@@ -33,6 +35,8 @@ type Storage struct {
 	S3 *platformv1.S3Storage
 	// ReadOnly storage is never written or deleted from.
 	ReadOnly bool
+	// Encryption, when set, encrypts new archives and decrypts old ones.
+	Encryption *platformv1.Encryption
 }
 
 // IsS3 reports whether the archives are in a bucket.
@@ -77,7 +81,11 @@ type Refusal struct {
 func ResolveStorage(lister listers.BackupStorageLister, namespace string, spec *platformv1.Storage) (Storage, *Refusal, error) {
 	if spec == nil || spec.Name == "" {
 		claim, subPath := StorageClaim(spec)
-		return Storage{ClaimName: claim, SubPath: subPath}, nil, nil
+		s := Storage{ClaimName: claim, SubPath: subPath}
+		if spec != nil && spec.Encryption != nil {
+			s.Encryption = spec.Encryption.DeepCopy()
+		}
+		return s, nil, nil
 	}
 	bs, err := lister.BackupStorages(namespace).Get(spec.Name)
 	if apierrors.IsNotFound(err) {
@@ -88,6 +96,9 @@ func ResolveStorage(lister listers.BackupStorageLister, namespace string, spec *
 		return Storage{}, nil, err
 	}
 	s := Storage{Name: bs.Name, ReadOnly: bs.Spec.AccessMode == platformv1.StorageReadOnly}
+	if bs.Spec.Encryption != nil {
+		s.Encryption = bs.Spec.Encryption.DeepCopy()
+	}
 	switch {
 	case bs.Spec.S3 != nil:
 		s.S3 = bs.Spec.S3.DeepCopy()
@@ -98,6 +109,48 @@ func ResolveStorage(lister listers.BackupStorageLister, namespace string, spec *
 			fmt.Sprintf("BackupStorage %s has no backend: set spec.s3 or spec.persistentVolumeClaim.", bs.Name)}, nil
 	}
 	return s, nil, nil
+}
+
+// WriteRefusal refuses to write a new archive to s: it is ReadOnly, or its encryption names no
+// recipient, so nobody could read the archive. A storage that only restores needs neither.
+func (s Storage) WriteRefusal() *Refusal {
+	if s.ReadOnly {
+		return &Refusal{platformv1.ReasonStorageReadOnly, fmt.Sprintf("%s is ReadOnly: it serves restores only, so nothing was written. Name a ReadWrite storage", s)}
+	}
+	if e := s.Encryption; e != nil && len(e.Recipients) == 0 && e.RecipientsConfigMapRef == nil {
+		return &Refusal{platformv1.ReasonInvalidEncryption, fmt.Sprintf("The encryption of %s names only an identity, no recipient to encrypt new archives to, so nothing was written. "+
+			"Add the age public keys to encryption.recipients or encryption.recipientsConfigMapRef, or name another storage", s)}
+	}
+	return nil
+}
+
+// Encrypted reports whether new archives on s are encrypted.
+func (s Storage) Encrypted() bool { return s.Encryption != nil }
+
+// Recipients is what a backup needs to encrypt its archive to s's recipients: flags for the keys
+// in the spec, and the ConfigMap's keys as an environment variable. Both are empty when s is not
+// encrypted.
+func (s Storage) Recipients() (args []string, env []corev1.EnvVar) {
+	e := s.Encryption
+	if e == nil {
+		return nil, nil
+	}
+	for _, r := range e.Recipients {
+		args = append(args, "--recipient", r)
+	}
+	if ref := e.RecipientsConfigMapRef; ref != nil {
+		env = append(env, corev1.EnvVar{Name: archive.EnvRecipients, ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: ref.DeepCopy()}})
+	}
+	return args, env
+}
+
+// Identity is the environment variable that gives a restore the identity of s's archives, from
+// the Secret the encryption names; false when it names none. The controller never reads it.
+func (s Storage) Identity() (corev1.EnvVar, bool) {
+	if s.Encryption == nil || s.Encryption.IdentitySecretRef == nil {
+		return corev1.EnvVar{}, false
+	}
+	return corev1.EnvVar{Name: archive.EnvIdentity, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: s.Encryption.IdentitySecretRef.DeepCopy()}}, true
 }
 
 // StorageOf is the storage that holds a Completed Backup's archive: the storage its spec names,
@@ -222,4 +275,13 @@ func dirOf(key string) string {
 		return d
 	}
 	return ""
+}
+
+// ArtifactEncryption is what a Backup records of its archive's encryption, as the agent or the
+// archive's manifest tells it.
+func ArtifactEncryption(e *archive.Encryption) *platformv1.ArtifactEncryption {
+	if e == nil {
+		return nil
+	}
+	return &platformv1.ArtifactEncryption{Type: e.Type, RecipientFingerprints: slices.Clone(e.RecipientFingerprints)}
 }

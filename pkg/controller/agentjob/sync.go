@@ -92,3 +92,17 @@ func Commit[T runtime.Object](ctx context.Context, recorder record.EventRecorder
 	}
 	return nil
 }
+
+// DeleteJob deletes job, only if it is still the Job that was read (same UID), with propagation
+// deciding whether its pods go first (Foreground) or after (Background). A Job that is already
+// gone is not an error.
+func DeleteJob(ctx context.Context, client kubernetes.Interface, job *batchv1.Job, propagation metav1.DeletionPropagation) error {
+	err := client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: &propagation,
+		Preconditions:     &metav1.Preconditions{UID: &job.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return nil
+}

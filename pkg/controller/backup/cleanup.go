@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,7 +64,7 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 		// A backup still writing could finish its archive after the cleanup looked: stop it
 		// first, and clean up once it and its pods are gone.
 		if job.DeletionTimestamp == nil {
-			if err := c.deleteJob(ctx, job, metav1.DeletePropagationForeground); err != nil {
+			if err := agentjob.DeleteJob(ctx, c.deps.KubeClient, job, metav1.DeletePropagationForeground); err != nil {
 				return 0, err
 			}
 			c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventStoppingJob, "Stopping Job %s before deleting the archive it writes", job.Name)
@@ -105,7 +104,7 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 	if !st.IsS3() {
 		if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(st.ClaimName); apierrors.IsNotFound(err) {
 			if cleanup != nil && cleanup.Annotations[platformv1.AnnotationBackupUID] == string(b.UID) {
-				if err := c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground); err != nil {
+				if err := agentjob.DeleteJob(ctx, c.deps.KubeClient, cleanup, metav1.DeletePropagationBackground); err != nil {
 					return 0, err
 				}
 			}
@@ -122,7 +121,7 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 	if cleanup.Annotations[platformv1.AnnotationBackupUID] != string(b.UID) {
 		// The cleanup of an earlier Backup of the same name: let it finish, then remove it.
 		if agentjob.Observe(cleanup, nil).State.Finished() && cleanup.DeletionTimestamp == nil {
-			return 0, c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground)
+			return 0, agentjob.DeleteJob(ctx, c.deps.KubeClient, cleanup, metav1.DeletePropagationBackground)
 		}
 		return 0, nil
 	}
@@ -139,7 +138,7 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 		result, _ = agentjob.DecodeDelete(obs.Result)
 	}
 	// The Job is ours to remove: nothing owns it.
-	if err := c.deleteJob(ctx, cleanup, metav1.DeletePropagationBackground); err != nil {
+	if err := agentjob.DeleteJob(ctx, c.deps.KubeClient, cleanup, metav1.DeletePropagationBackground); err != nil {
 		return 0, err
 	}
 	if obs.State == agentjob.StateSucceeded {
@@ -234,18 +233,6 @@ func (c *Controller) createCleanupJob(ctx context.Context, b *platformv1.Backup,
 	}
 	klog.FromContext(ctx).V(2).Info("Created cleanup Job", "job", klog.KObj(created), "archive", archivePath)
 	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventCleanupJobCreated, "Created Job %s to delete archive %s from %s", created.Name, archivePath, st)
-	return nil
-}
-
-// deleteJob deletes job, only if it is still the Job that was read.
-func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job, propagation metav1.DeletionPropagation) error {
-	err := c.deps.KubeClient.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
-		PropagationPolicy: &propagation,
-		Preconditions:     &metav1.Preconditions{UID: &job.UID},
-	})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
-	}
 	return nil
 }
 

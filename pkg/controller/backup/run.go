@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
@@ -42,7 +43,7 @@ const (
 // ArchivePath is where backup's archive is written on storage s, relative to its root:
 // "<subPath or prefix>/<namespace>/<pvc>/<backup>.tar.<ext>".
 func ArchivePath(backup *platformv1.Backup, s agentjob.Storage) (string, error) {
-	ext, err := agentjob.ArchiveExtension(compression(backup))
+	ext, err := agentjob.ArchiveExtension(compression(backup), s.Encrypted())
 	if err != nil {
 		return "", err
 	}
@@ -125,7 +126,7 @@ func (c *Controller) advance(ctx context.Context, b *platformv1.Backup, events *
 		c.fail(b, platformv1.ReasonJobConflict, agentjob.ConflictMessage(job, "Backup", b.Name), events)
 		return 0, nil
 	}
-	return c.follow(b, job, events)
+	return c.follow(ctx, b, job, events)
 }
 
 // createJob checks that the Backup can run and creates its Job. It returns a nil Job when the
@@ -151,8 +152,8 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		c.fail(b, refusal.Reason, refusal.Message+" Then create a new Backup.", events)
 		return nil, nil
 	}
-	if st.ReadOnly {
-		c.fail(b, platformv1.ReasonStorageReadOnly, fmt.Sprintf("%s is ReadOnly: it serves restores only, so nothing was written. Name a ReadWrite storage in a new Backup.", st), events)
+	if refusal := st.WriteRefusal(); refusal != nil {
+		c.fail(b, refusal.Reason, refusal.Message+" in a new Backup.", events)
 		return nil, nil
 	}
 	if !st.IsS3() {
@@ -186,6 +187,8 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 	}
 
 	access := st.Access(archivePath, true)
+	keys, keyEnv := st.Recipients()
+	access.Args, access.Env = append(access.Args, keys...), append(access.Env, keyEnv...)
 	if st.IsS3() {
 		// The upload's parts grow with the claim, so that no archive of it needs more parts
 		// than an upload may have.
@@ -242,7 +245,7 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 }
 
 // follow sets b's status from its Job and the Job's pods.
-func (c *Controller) follow(b *platformv1.Backup, job *batchv1.Job, events *[]agentjob.Event) (time.Duration, error) {
+func (c *Controller) follow(ctx context.Context, b *platformv1.Backup, job *batchv1.Job, events *[]agentjob.Event) (time.Duration, error) {
 	now := c.deps.Clock.Now()
 	obs, err := agentjob.Follow(c.pods, job, platformv1.LabelBackup, b.Name)
 	if err != nil {
@@ -258,9 +261,17 @@ func (c *Controller) follow(b *platformv1.Backup, job *batchv1.Job, events *[]ag
 
 	switch obs.State {
 	case agentjob.StatePending:
+		p := agentjob.CheckPending(meta.FindStatusCondition(b.Status.Conditions, platformv1.ConditionSucceeded), job, obs, b.Spec.JobSettings, now)
+		if p.Expired {
+			c.fail(b, platformv1.ReasonPodNotStarted, p.Message, events)
+			return 0, agentjob.DeleteJob(ctx, c.deps.KubeClient, job, metav1.DeletePropagationBackground)
+		}
 		b.Status.Phase = platformv1.BackupPending
-		agentjob.SetPending(&b.Status.Conditions, job, b.Generation, now)
-		return 0, nil
+		agentjob.SetSucceeded(&b.Status.Conditions, metav1.ConditionUnknown, platformv1.ReasonJobPending, p.Message, b.Generation, now)
+		if p.Event != nil {
+			*events = append(*events, *p.Event)
+		}
+		return p.Requeue, nil
 	case agentjob.StateRunning:
 		if b.Status.Phase != platformv1.BackupRunning {
 			*events = append(*events, started(b, obs))
@@ -319,6 +330,7 @@ func (c *Controller) complete(b *platformv1.Backup, job *batchv1.Job, r *agent.B
 		DisplaySize:  agentjob.HumanBytes(r.Size),
 		SHA256:       r.SHA256,
 		Compression:  platformv1.Compression(r.Compression),
+		Encryption:   agentjob.ArtifactEncryption(r.Encryption),
 		SourceBytes:  r.SourceBytes,
 		Files:        r.Files + r.Directories + r.Symlinks + r.Hardlinks,
 		ChangedFiles: r.ChangedFiles,

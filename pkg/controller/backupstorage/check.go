@@ -13,7 +13,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -514,12 +513,8 @@ func (c *Controller) deleteJobs(ctx context.Context, jobs []*batchv1.Job) error 
 		if job.DeletionTimestamp != nil {
 			continue
 		}
-		err := c.deps.KubeClient.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
-			PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
-			Preconditions:     &metav1.Preconditions{UID: &job.UID},
-		})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting the finished or outdated Job %s/%s: %w", job.Namespace, job.Name, err)
+		if err := agentjob.DeleteJob(ctx, c.deps.KubeClient, job, metav1.DeletePropagationBackground); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -473,16 +473,23 @@ func importable(bs *platformv1.BackupStorage, at listing, l storage.Listed, now 
 	if m.Namespace != "" && m.Namespace != bs.Namespace {
 		return nil, platformv1.BackupStatus{}, "its manifest says it is of namespace " + m.Namespace
 	}
-	comp, ok := archive.CompressionForName(key)
+	format, ok := archive.FormatForName(key)
 	if !ok {
 		return nil, platformv1.BackupStatus{}, "its name has no archive extension"
 	}
+	comp := format.Compression
 	if m.Compression != "" && m.Compression != comp {
 		return nil, platformv1.BackupStatus{}, fmt.Sprintf("its manifest says %s, its name %s", m.Compression, comp)
 	}
+	switch {
+	case format.Encrypted && m.Encryption == nil:
+		return nil, platformv1.BackupStatus{}, "its name ends in " + archive.EncryptedExtension + " but its manifest records no encryption"
+	case !format.Encrypted && m.Encryption != nil:
+		return nil, platformv1.BackupStatus{}, "its manifest records encryption but its name does not end in " + archive.EncryptedExtension
+	}
 	name, pvc := m.Backup, m.PVC
 	if name == "" {
-		name = strings.TrimSuffix(path.Base(key), comp.Extension())
+		name = archive.TrimExtension(path.Base(key))
 	}
 	if d := path.Dir(rel); pvc == "" && d != "." && !strings.Contains(d, "/") {
 		pvc = d
@@ -535,6 +542,7 @@ func importable(bs *platformv1.BackupStorage, at listing, l storage.Listed, now 
 			DisplaySize:  agentjob.HumanBytes(m.Size),
 			SHA256:       m.SHA256,
 			Compression:  platformv1.Compression(comp),
+			Encryption:   agentjob.ArtifactEncryption(m.Encryption),
 			SourceBytes:  m.SourceBytes,
 			Files:        m.Files + m.Directories + m.Symlinks + m.Hardlinks,
 			ChangedFiles: m.ChangedFiles,

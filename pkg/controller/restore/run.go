@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -94,7 +95,7 @@ func (c *Controller) advance(ctx context.Context, r *platformv1.Restore, events 
 		c.fail(r, platformv1.ReasonJobConflict, agentjob.ConflictMessage(job, "Restore", r.Name), events)
 		return 0, nil
 	}
-	return c.follow(r, job, events)
+	return c.follow(ctx, r, job, events)
 }
 
 // createJob runs every check a restore must pass before anything is written, makes the target
@@ -138,6 +139,13 @@ func (c *Controller) createJob(ctx context.Context, r *platformv1.Restore, event
 			return nil, err
 		}
 	}
+	identity, ok := st.Identity()
+	if enc := artifact.Encryption; enc != nil && !ok {
+		c.fail(r, platformv1.ReasonEncryptionKeyMissing, fmt.Sprintf("Archive %s is encrypted with %s to the keys with fingerprints %s, and %s names no identity to decrypt it: nothing was written. "+
+			"Create a Secret holding the identity (age-keygen's file) of one of those keys, name it in encryption.identitySecretRef, then create a new Restore.",
+			artifact.Path, enc.Type, strings.Join(enc.RecipientFingerprints, ", "), st), events)
+		return nil, nil
+	}
 
 	target, ours, justCreated, err := c.targetClaim(ctx, r, backup, events)
 	if target == nil || err != nil {
@@ -172,6 +180,10 @@ func (c *Controller) createJob(ctx context.Context, r *platformv1.Restore, event
 		overwrite = platformv1.OverwriteRefuse
 	}
 	access := st.Access(artifact.Path, false)
+	if enc := artifact.Encryption; enc != nil {
+		access.Env = append(access.Env, identity)
+		access.Args = append(access.Args, "--recipient-fingerprints", strings.Join(enc.RecipientFingerprints, ","))
+	}
 	job := agentjob.New(agentjob.Spec{
 		Namespace: r.Namespace,
 		Name:      JobName(r),
@@ -299,7 +311,7 @@ func validArtifactPath(p string) bool {
 }
 
 // follow sets r's status from its Job and the Job's pods.
-func (c *Controller) follow(r *platformv1.Restore, job *batchv1.Job, events *[]agentjob.Event) (time.Duration, error) {
+func (c *Controller) follow(ctx context.Context, r *platformv1.Restore, job *batchv1.Job, events *[]agentjob.Event) (time.Duration, error) {
 	now := c.deps.Clock.Now()
 	obs, err := agentjob.Follow(c.pods, job, platformv1.LabelRestore, r.Name)
 	if err != nil {
@@ -312,9 +324,17 @@ func (c *Controller) follow(r *platformv1.Restore, job *batchv1.Job, events *[]a
 
 	switch obs.State {
 	case agentjob.StatePending:
+		p := agentjob.CheckPending(meta.FindStatusCondition(r.Status.Conditions, platformv1.ConditionSucceeded), job, obs, r.Spec.JobSettings, now)
+		if p.Expired {
+			c.fail(r, platformv1.ReasonPodNotStarted, p.Message, events)
+			return 0, agentjob.DeleteJob(ctx, c.deps.KubeClient, job, metav1.DeletePropagationBackground)
+		}
 		r.Status.Phase = platformv1.RestorePending
-		agentjob.SetPending(&r.Status.Conditions, job, r.Generation, now)
-		return 0, nil
+		agentjob.SetSucceeded(&r.Status.Conditions, metav1.ConditionUnknown, platformv1.ReasonJobPending, p.Message, r.Generation, now)
+		if p.Event != nil {
+			*events = append(*events, *p.Event)
+		}
+		return p.Requeue, nil
 	case agentjob.StateRunning:
 		if r.Status.Phase != platformv1.RestoreRunning {
 			*events = append(*events, started(r, obs))
@@ -378,11 +398,13 @@ func (c *Controller) fail(r *platformv1.Restore, reason, message string, events 
 // hints say, for the agent's failures that leave the target untouched or are the user's to fix,
 // what state the target is in and what to do.
 var hints = map[string]string{
-	platformv1.ReasonChecksumMismatch: "The target was not touched: the archive on storage is not the one the Backup recorded. Restore another Backup.",
-	platformv1.ReasonCorruptArchive:   "The archive cannot be read; the target may hold the entries before the damage. Restore another Backup, with overwritePolicy Replace.",
-	platformv1.ReasonUnsafeArchive:    "The archive tries to write outside the target and was stopped. Restore another Backup.",
-	platformv1.ReasonTargetNotEmpty:   "Nothing was written. Empty the claim, or create a new Restore with overwritePolicy Merge or Replace.",
-	platformv1.ReasonArchiveNotFound:  "Nothing was written: the archive is not on storage any more. Restore another Backup.",
+	platformv1.ReasonChecksumMismatch:     "The target was not touched: the archive on storage is not the one the Backup recorded. Restore another Backup.",
+	platformv1.ReasonCorruptArchive:       "The archive cannot be read; the target may hold the entries before the damage. Restore another Backup, with overwritePolicy Replace.",
+	platformv1.ReasonUnsafeArchive:        "The archive tries to write outside the target and was stopped. Restore another Backup.",
+	platformv1.ReasonTargetNotEmpty:       "Nothing was written. Empty the claim, or create a new Restore with overwritePolicy Merge or Replace.",
+	platformv1.ReasonArchiveNotFound:      "Nothing was written: the archive is not on storage any more. Restore another Backup.",
+	platformv1.ReasonWrongEncryptionKey:   "Put the identity of one of those keys in the Secret that the storage's encryption.identitySecretRef names, then create a new Restore.",
+	platformv1.ReasonEncryptionKeyMissing: "Name a Secret holding the identity in the storage's encryption.identitySecretRef, then create a new Restore.",
 }
 
 func failureMessage(r *platformv1.Restore, job *batchv1.Job, obs agentjob.Observation, st *agent.Status, decodeErr error, reason string) string {

@@ -146,6 +146,10 @@ type Artifact struct {
 	// compression of the archive: zstd, gzip or none.
 	Compression Compression `json:"compression"`
 
+	// encryption says how the archive is encrypted; absent for an archive that is not.
+	// +optional
+	Encryption *ArtifactEncryption `json:"encryption,omitempty"`
+
 	// sourceBytes is the size of the regular files read from the claim.
 	// +kubebuilder:validation:Minimum=0
 	SourceBytes int64 `json:"sourceBytes"`
@@ -177,4 +181,16 @@ type BackupList struct {
 
 	// items are the Backups.
 	Items []Backup `json:"items"`
+}
+
+// ArtifactEncryption is how an archive was encrypted, without any key.
+type ArtifactEncryption struct {
+	// type is "age".
+	Type string `json:"type"`
+
+	// recipientFingerprints name the public keys that can decrypt the archive: the first 16 hex
+	// digits of the sha256 of each key's text (age1...). A restore needs the identity of one.
+	// +optional
+	// +listType=atomic
+	RecipientFingerprints []string `json:"recipientFingerprints,omitempty"`
 }

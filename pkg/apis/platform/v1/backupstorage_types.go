@@ -69,6 +69,11 @@ type BackupStorageSpec struct {
 	// +optional
 	// +kubebuilder:default="1h"
 	SyncInterval *metav1.Duration `json:"syncInterval,omitempty"`
+
+	// encryption encrypts every new archive in the agent, before it reaches the storage, and
+	// gives restores the identity that decrypts archives.
+	// +optional
+	Encryption *Encryption `json:"encryption,omitempty"`
 }
 
 // S3Storage is a bucket of an S3-compatible object store. Archives are kept under

@@ -42,10 +42,14 @@ const (
 	DefaultBackoffLimit int32 = 2
 	// DefaultKeepFailed is how many Failed Backups of each claim a policy keeps.
 	DefaultKeepFailed int32 = 3
+	// DefaultPendingDeadlineSeconds is how long a run's pod may take to start: fifteen minutes,
+	// time enough to pull an image and attach a volume.
+	DefaultPendingDeadlineSeconds int64 = 900
 )
 
 // Storage says where archives are kept: a BackupStorage by name, or a claim inline.
 // +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.persistentVolumeClaim)",message="storage needs exactly one of name (a BackupStorage) and persistentVolumeClaim.claimName"
+// +kubebuilder:validation:XValidation:rule="!has(self.name) || !has(self.encryption)",message="the encryption of a BackupStorage is set on the BackupStorage, not where it is named"
 type Storage struct {
 	// name of a BackupStorage in the same namespace that keeps the archives, such as an S3
 	// bucket.
@@ -59,7 +63,42 @@ type Storage struct {
 	// backed-up volumes on one node.
 	// +optional
 	PersistentVolumeClaim *StorageVolumeClaim `json:"persistentVolumeClaim,omitempty"`
+
+	// encryption encrypts the archives on the inline claim before they are written. A
+	// BackupStorage carries its own, in its spec.
+	// +optional
+	Encryption *Encryption `json:"encryption,omitempty"`
 }
+
+// Encryption encrypts archives in the agent, before they leave it, with age (X25519 recipients,
+// ChaCha20-Poly1305): <name>.tar.zst.age. Writing a backup needs only the public keys; reading
+// one needs a private key (an identity), so the pods that write backups cannot read older ones.
+// Losing every identity of an archive loses its data: keep one offline, as an escrow recipient.
+// +kubebuilder:validation:XValidation:rule="has(self.recipients) || has(self.recipientsConfigMapRef) || has(self.identitySecretRef)",message="encryption needs recipients or recipientsConfigMapRef (the public keys new archives are encrypted to), or identitySecretRef alone on a storage that only restores"
+type Encryption struct {
+	// recipients are age public keys (age1...). Every new archive is encrypted so that each of
+	// them can decrypt it; adding one applies to new backups only.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^age1[02-9ac-hj-np-z]{58}$`
+	Recipients []string `json:"recipients,omitempty"`
+
+	// recipientsConfigMapRef selects a ConfigMap key, in the same namespace, that lists more
+	// recipients, one per line ("#" starts a comment), as age -R reads them.
+	// +optional
+	RecipientsConfigMapRef *corev1.ConfigMapKeySelector `json:"recipientsConfigMapRef,omitempty"`
+
+	// identitySecretRef selects a Secret key, in the same namespace, holding age identities
+	// (AGE-SECRET-KEY-1..., one per line), as age-keygen writes them. Only restore pods get it;
+	// the controller never reads it. Without it, encrypted archives are written but cannot be
+	// restored in the cluster.
+	// +optional
+	IdentitySecretRef *corev1.SecretKeySelector `json:"identitySecretRef,omitempty"`
+}
+
+// EncryptionAge is the only encryption: age, with X25519 recipients.
+const EncryptionAge = "age"
 
 // StorageVolumeClaim names the claim whose volume holds archives, and the directory on it.
 type StorageVolumeClaim struct {
@@ -109,6 +148,16 @@ type JobSettings struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:default=21600
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
+
+	// pendingDeadlineSeconds bounds how long the run's pod may take to start, from the
+	// creation of its Job. A pod that cannot start (a missing Secret, an image that cannot be
+	// pulled, a pod that cannot be scheduled) is reported within seconds in the Succeeded
+	// condition and a Warning Event; past this deadline the run fails with reason
+	// PodNotStarted and its Job is deleted. Defaults to 900 (fifteen minutes).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=900
+	PendingDeadlineSeconds *int64 `json:"pendingDeadlineSeconds,omitempty"`
 
 	// backoffLimit is how many times a failed run's pod is retried before the run is Failed.
 	// Defaults to 2.

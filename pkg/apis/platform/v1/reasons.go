@@ -42,6 +42,9 @@ const (
 	// ReasonBackupNotCompleted: a Restore names a Backup that is not Completed or records no
 	// usable archive.
 	ReasonBackupNotCompleted = "BackupNotCompleted"
+	// ReasonPodNotStarted: the run's pod did not start within pendingDeadlineSeconds; the
+	// condition's message says what kept it.
+	ReasonPodNotStarted = "PodNotStarted"
 	// ReasonJobConflict: a Job with the run's name exists but belongs to another object.
 	ReasonJobConflict = "JobConflict"
 	// ReasonJobLost: the run's Job was deleted before it finished.
@@ -100,6 +103,14 @@ const (
 	ReasonArchiveTooLarge = "ArchiveTooLarge"
 	// ReasonArchiveRetained: object lock keeps the archive; it was not deleted.
 	ReasonArchiveRetained = "ArchiveRetained"
+	// ReasonEncryptionKeyMissing: the archive is encrypted and the restore has no identity:
+	// the storage's encryption names no identitySecretRef.
+	ReasonEncryptionKeyMissing = "EncryptionKeyMissing"
+	// ReasonWrongEncryptionKey: the identity the restore was given is not one the archive was
+	// encrypted to; nothing was written.
+	ReasonWrongEncryptionKey = "WrongEncryptionKey"
+	// ReasonInvalidEncryption: the storage's encryption names no valid recipient.
+	ReasonInvalidEncryption = "InvalidEncryption"
 	// ReasonAgentFailed: the agent failed for a reason this controller does not know.
 	ReasonAgentFailed = "AgentFailed"
 )

@@ -246,3 +246,13 @@ func Describe(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return fmt.Sprint(string(b))
 }
+
+// Waiting is a pod of job whose agent container has not started and waits with reason and
+// message, as the kubelet reports a missing Secret (CreateContainerConfigError) or an image it
+// cannot pull.
+func Waiting(job *batchv1.Job, name, reason, message string) *corev1.Pod {
+	pod := Pod(job, name, "node-a", Epoch)
+	pod.Status.Phase, pod.Status.StartTime = corev1.PodPending, nil
+	pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}}
+	return pod
+}

@@ -83,7 +83,7 @@ run: deps ## Run the controller locally against $KUBECONFIG (default ~/.kube/con
 
 .PHONY: clean
 clean: ## Remove build output (not the local node: see make cluster-down).
-	rm -rf $(BIN_DIR) _output/codegen-bin
+	rm -rf $(BIN_DIR) _output/codegen-bin _output/csi-build
 
 # The local node, the operator's image and the end-to-end tests.
 -include hack/cluster.mk

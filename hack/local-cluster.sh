@@ -3,8 +3,12 @@
 # and for the e2e tests: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and the kubelet (built from the Go module proxy), containerd and
 # runc (from the distribution), a bridge CNI network that stays on the machine,
-# static hostPath PersistentVolumes, and an S3 server (versitygw, built by
-# hack/s3-server.sh) with two buckets as the backups' object storage.
+# static hostPath PersistentVolumes, an S3 server (versitygw, built by
+# hack/s3-server.sh) with two buckets as the backups' object storage, and CSI
+# dynamic provisioning and VolumeSnapshots: the project's btrfs CSI driver
+# (hack/csi-driver) on a loop-mounted btrfs file, with the upstream
+# csi-provisioner, csi-snapshotter and snapshot-controller (built by
+# hack/csi-sidecars.sh) as host processes.
 #
 # Usage: hack/local-cluster.sh COMMAND [ARGS]
 #   up                       build what is missing, start the cluster (no-op if it runs)
@@ -65,7 +69,8 @@ STORAGE_CLASS="local-hostpath"
 PAUSE_IMAGE="backup-operator-pause:dev"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 # Start order; `down` stops them in reverse.
-SERVICES=(etcd kube-apiserver kube-controller-manager kube-scheduler versitygw containerd kubelet)
+SERVICES=(etcd kube-apiserver kube-controller-manager kube-scheduler versitygw containerd kubelet
+  csi-driver snapshot-controller csi-snapshotter csi-provisioner)
 READY_TIMEOUT="${LOCAL_CLUSTER_READY_TIMEOUT:-120}"
 
 # The S3 server (versitygw, posix backend): on API_HOST like the API server, so
@@ -79,6 +84,30 @@ S3_REGION="us-east-1"
 S3_BUCKET="backups"
 S3_LOCKED_BUCKET="backups-locked"
 S3_SERVER="${REPO_ROOT}/hack/s3-server.sh"
+
+# The kubelet's root directory. Under RUN_DIR rather than the state directory
+# because unix socket paths are limited to 107 bytes and the kubelet dials the
+# plugin registration sockets under it (plugins_registry/): a checkout's path
+# must not decide whether the CSI driver can register.
+KUBELET_DIR="${RUN_DIR}/kubelet"
+
+# CSI: the project's driver (hack/csi-driver) keeps volumes as btrfs
+# subvolumes and snapshots as read-only btrfs snapshots on a btrfs file system
+# in a sparse file under the state directory, loop-mounted at CSI_MOUNT. It
+# serves CSI on CSI_SOCK and registers itself with the kubelet through a
+# socket in the kubelet's plugins_registry directory. The upstream sidecars
+# (hack/csi-sidecars.sh) run as host processes against the API server.
+CSI_SIDECARS="${REPO_ROOT}/hack/csi-sidecars.sh"
+CSI_DRIVER="btrfs.csi.platform.example.com"
+CSI_STORAGE_CLASS="local-csi"
+CSI_SNAPSHOT_CLASS="local-csi-snapshots"
+CSI_DIR="${STATE_DIR}/csi"
+CSI_IMAGE="${CSI_DIR}/btrfs.img"
+CSI_MOUNT="${CSI_DIR}/btrfs"
+CSI_FS_SIZE="${LOCAL_CLUSTER_CSI_SIZE:-20G}"
+CSI_SOCK="${KUBELET_DIR}/plugins/${CSI_DRIVER}/csi.sock"
+CSI_REGISTRATION_DIR="${KUBELET_DIR}/plugins_registry"
+CSI_SNAPSHOT_CRDS=(volumesnapshotclasses volumesnapshotcontents volumesnapshots)
 
 # ---------------------------------------------------------------------------
 # Output helpers.
@@ -261,6 +290,9 @@ ensure_packages() {
   command -v curl >/dev/null || missing+=(curl)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v ss >/dev/null || missing+=(iproute2)
+  command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs)
+  command -v btrfs >/dev/null || missing+=(btrfs-progs)
+  command -v losetup >/dev/null || missing+=(mount)
   ((${#missing[@]} == 0)) && return 0
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "Installing ${missing[*]} from the distribution"
@@ -404,7 +436,7 @@ generate_config() {
   local ip="$1" pki="${STATE_DIR}/pki"
   log "Generating certificates, credentials and configuration in ${STATE_DIR}"
   mkdir -p "$pki" "${STATE_DIR}/kubeconfigs" "${STATE_DIR}/volumes" "${STATE_DIR}/cni/net.d" \
-    "${STATE_DIR}/kubelet" "${STATE_DIR}/pod-logs" "${STATE_DIR}/containerd" "${RUN_DIR}"
+    "${STATE_DIR}/kubelet" "${STATE_DIR}/pod-logs" "${STATE_DIR}/containerd" "${RUN_DIR}" "$KUBELET_DIR" "$CSI_DIR"
   chmod 700 "$pki" "${STATE_DIR}/kubeconfigs"
   openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "${pki}/ca.key" -out "${pki}/ca.crt" -days 365 \
     -subj "/CN=backup-operator-local-cluster-ca" -addext "basicConstraints=critical,CA:TRUE" \
@@ -519,8 +551,9 @@ cleanup() {
       xargs -0 -r grep -ho '"path":"/[^"]*/netns/[^"]*"' 2>/dev/null | sed 's/^"path":"//; s/"$//' | sort -u)
   fi
 
-  # The node first (so that nothing restarts containers), then its containers.
-  for name in kubelet containerd; do
+  # The CSI sidecars (clients of the API server and the driver), the node (so
+  # that nothing restarts containers), then its containers.
+  for name in csi-provisioner csi-snapshotter snapshot-controller kubelet containerd; do
     if pid="$(pid_of "$name")"; then stop_pid "$name" "$pid" 15; fi
   done
 
@@ -553,9 +586,9 @@ cleanup() {
     sleep 0.5
   fi
 
-  # Then the S3 server and the control plane, whose clients (the operator and
-  # its agents) are gone by now.
-  for name in versitygw kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  # Then the CSI driver (the kubelet that used it is gone), the S3 server and
+  # the control plane, whose clients (the operator and its agents) are gone by now.
+  for name in csi-driver versitygw kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if pid="$(pid_of "$name")"; then stop_pid "$name" "$pid" 20; fi
   done
 
@@ -576,6 +609,14 @@ cleanup() {
     done
   done
   for n in "${netns[@]}"; do rm -f "$n"; done
+  # The CSI driver's btrfs file: its loop device goes with the unmount (mount
+  # -o loop sets autoclear); detach one that a failed mount left behind.
+  local img="${state}/csi/btrfs.img" dev
+  if [[ -f "$img" ]] && command -v losetup >/dev/null; then
+    while read -r dev; do
+      if [[ -n "$dev" ]] && losetup -d "$dev" 2>/dev/null; then info "detached ${dev} (${img})"; fi
+    done < <(losetup -n -O NAME -j "$img" 2>/dev/null)
+  fi
 
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link delete "$BRIDGE" && info "deleted bridge ${BRIDGE}"
@@ -784,9 +825,104 @@ create_s3_buckets() {
   info "buckets ${S3_BUCKET} (versioned) and ${S3_LOCKED_BUCKET} (object lock)"
 }
 
+# ---------------------------------------------------------------------------
+# CSI: the driver, its btrfs file system, the sidecars and the classes.
+
+# check_socket_paths: unix socket paths have at most 107 bytes; the kubelet
+# and the sidecars dial these.
+check_socket_paths() {
+  local sock
+  for sock in "${CSI_REGISTRATION_DIR}/${CSI_DRIVER}-reg.sock" "$CSI_SOCK" "$CONTAINERD_SOCK"; do
+    ((${#sock} <= 107)) ||
+      die "the unix socket path ${sock} has ${#sock} bytes, more than a socket path may have (107); set LOCAL_CLUSTER_RUN_DIR to a shorter directory"
+  done
+}
+
+csi_bin() { "$CSI_SIDECARS" path "$1"; }
+
+# csi_registered: the kubelet has registered the driver (its CSINode lists it).
+csi_registered() {
+  kctl get csinode "$NODE_NAME" -o 'jsonpath={.spec.drivers[*].name}' 2>/dev/null | tr ' ' '\n' | grep -qxF "$CSI_DRIVER"
+}
+
+# start_csi: a fresh btrfs file system for the driver, the VolumeSnapshot
+# CRDs, the CSIDriver object, the default StorageClass and VolumeSnapshotClass,
+# then the driver (which registers with the kubelet itself) and the sidecars.
+start_csi() {
+  local admin="${STATE_DIR}/kubeconfigs/admin.kubeconfig" crd
+  log "Creating the CSI driver's btrfs file system (${CSI_FS_SIZE} sparse file ${CSI_IMAGE})"
+  mkdir -p "$CSI_MOUNT"
+  truncate -s "$CSI_FS_SIZE" "$CSI_IMAGE" || die "could not create ${CSI_IMAGE}"
+  mkfs.btrfs -q -f -L backup-operator-csi "$CSI_IMAGE" >"${STATE_DIR}/logs/mkfs.btrfs.log" 2>&1 || {
+    cat "${STATE_DIR}/logs/mkfs.btrfs.log" >&2
+    die "mkfs.btrfs ${CSI_IMAGE} failed"
+  }
+  mount -o loop "$CSI_IMAGE" "$CSI_MOUNT" ||
+    die "could not loop-mount ${CSI_IMAGE} on ${CSI_MOUNT} (the CSI driver needs loop devices and btrfs in the kernel)"
+  info "btrfs on ${CSI_MOUNT}"
+
+  log "Applying the VolumeSnapshot CRDs, the CSIDriver ${CSI_DRIVER}, the StorageClass ${CSI_STORAGE_CLASS} and the VolumeSnapshotClass ${CSI_SNAPSHOT_CLASS}"
+  kctl apply --server-side --force-conflicts -f "$("$CSI_SIDECARS" crds-dir)" >/dev/null ||
+    die "applying the VolumeSnapshot CRDs from $("$CSI_SIDECARS" crds-dir) failed"
+  for crd in "${CSI_SNAPSHOT_CRDS[@]}"; do
+    wait_for "the CRD ${crd}.snapshot.storage.k8s.io to be established" kube-apiserver 60 \
+      kctl wait --for=condition=Established "crd/${crd}.snapshot.storage.k8s.io" --timeout=5s
+  done
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata:
+  name: ${CSI_DRIVER}
+spec:
+  attachRequired: false
+  podInfoOnMount: false
+  fsGroupPolicy: File
+  volumeLifecycleModes: [Persistent]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: ${CSI_STORAGE_CLASS}
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: ${CSI_DRIVER}
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+allowVolumeExpansion: false
+---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata:
+  name: ${CSI_SNAPSHOT_CLASS}
+  annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}
+driver: ${CSI_DRIVER}
+deletionPolicy: Delete
+EOF
+
+  log "Starting the CSI driver ${CSI_DRIVER} and the sidecars"
+  start_service csi-driver "$(csi_bin csi-driver)" --driver-name="$CSI_DRIVER" --node-id="$NODE_NAME" \
+    --root="$CSI_MOUNT" --endpoint="unix://${CSI_SOCK}" --registration-dir="$CSI_REGISTRATION_DIR" --v=2
+  wait_for "the kubelet to register the CSI driver ${CSI_DRIVER}" csi-driver 60 csi_registered
+  start_service snapshot-controller "$(csi_bin snapshot-controller)" --kubeconfig="$admin" \
+    --leader-election=false --v=2
+  start_service csi-snapshotter "$(csi_bin csi-snapshotter)" --kubeconfig="$admin" --csi-address="$CSI_SOCK" \
+    --leader-election=false --timeout=60s --v=2
+  start_service csi-provisioner "$(csi_bin csi-provisioner)" --kubeconfig="$admin" --csi-address="$CSI_SOCK" \
+    --leader-election=false --timeout=60s --v=2
+  # Each sidecar logs the driver's name once it has connected and asked it.
+  wait_for "csi-snapshotter to connect to the driver" csi-snapshotter 60 \
+    grep -qF "CSI driver name: \"${CSI_DRIVER}\"" "${STATE_DIR}/logs/csi-snapshotter.log"
+  wait_for "csi-provisioner to connect to the driver" csi-provisioner 60 \
+    grep -qF "Detected CSI driver ${CSI_DRIVER}" "${STATE_DIR}/logs/csi-provisioner.log"
+  pid_of snapshot-controller >/dev/null || {
+    show_log snapshot-controller
+    die "snapshot-controller exited"
+  }
+}
+
 cmd_up() {
   need_root
   [[ "$REPO_ROOT" != *[[:space:]]* ]] || die "the checkout's path must not contain whitespace"
+  check_socket_paths
   local started=$SECONDS recorded
   # The API server's address: the gateway of the pod subnet, on the bridge.
   API_HOST="$(pod_gateway)"
@@ -815,6 +951,7 @@ cmd_up() {
   ensure_packages
   build_components
   "$S3_SERVER" build || die "building the S3 server failed"
+  "$CSI_SIDECARS" build || die "building the CSI sidecars or the CSI driver failed"
   build_pause_image
   check_ports
 
@@ -875,7 +1012,7 @@ cmd_up() {
 
   log "Starting the kubelet (node ${NODE_NAME}, ${ip})"
   start_service kubelet "${BIN_DIR}/kubelet" --config="${STATE_DIR}/kubelet-config.yaml" \
-    --kubeconfig="${kcfg}/kubelet.kubeconfig" --root-dir="${STATE_DIR}/kubelet" \
+    --kubeconfig="${kcfg}/kubelet.kubeconfig" --root-dir="$KUBELET_DIR" \
     --node-ip="$ip" --hostname-override="$NODE_NAME"
   wait_for "the kubelet to be healthy" kubelet 60 curl -fsS "http://127.0.0.1:${KUBELET_HEALTHZ_PORT}/healthz"
   wait_for "node ${NODE_NAME} to register" kubelet 60 kctl get node "$NODE_NAME"
@@ -884,15 +1021,18 @@ cmd_up() {
   wait_for "the default ServiceAccount" kube-controller-manager 60 kctl -n default get serviceaccount default
   wait_for "the kube-root-ca.crt ConfigMap" kube-controller-manager 60 kctl -n default get configmap kube-root-ca.crt
 
+  # For pre-made hostPath volumes (the `pvc` command); not the default class.
   kctl apply -f - >/dev/null <<EOF
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
   name: ${STORAGE_CLASS}
+  annotations: {storageclass.kubernetes.io/is-default-class: "false"}
 provisioner: kubernetes.io/no-provisioner
 reclaimPolicy: Retain
 volumeBindingMode: Immediate
 EOF
+  start_csi
   UP_DONE=1
   trap - EXIT
   log "The local cluster is up ($((SECONDS - started))s)"
@@ -922,7 +1062,7 @@ check_ports() {
 cluster_healthy() {
   kctl get --raw /readyz >/dev/null 2>&1 &&
     [[ "$(kctl get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]] &&
-    s3_healthy
+    s3_healthy && csi_registered
 }
 
 show_unhealthy() {
@@ -941,7 +1081,8 @@ print_summary() {
     node:        ${NODE_NAME} ($(node_ip))
     kubeconfig:  export KUBECONFIG=${ADMIN_KUBECONFIG}
     kubectl:     ${BIN_DIR}/kubectl (${K8S_VERSION})
-    storage:     hack/local-cluster.sh pvc NAMESPACE NAME SIZE   (storageClassName ${STORAGE_CLASS})
+    storage:     StorageClass ${CSI_STORAGE_CLASS} (default: CSI ${CSI_DRIVER}, btrfs subvolumes), VolumeSnapshotClass ${CSI_SNAPSHOT_CLASS}
+                 hack/local-cluster.sh pvc NAMESPACE NAME SIZE   (pre-made hostPath volume, storageClassName ${STORAGE_CLASS})
     S3:          $(s3_endpoint) (buckets ${S3_BUCKET}, ${S3_LOCKED_BUCKET}); eval "\$(hack/local-cluster.sh s3-env)"
     logs:        ${STATE_DIR}/logs
     stop:        hack/local-cluster.sh down
@@ -998,6 +1139,13 @@ cmd_status() {
     echo "  s3 server                ready at $(s3_endpoint) (buckets ${S3_BUCKET}, ${S3_LOCKED_BUCKET}; see s3-env)"
   else
     echo "  s3 server                not ready"
+    rc=1
+  fi
+  if csi_registered; then
+    echo "  csi driver               ${CSI_DRIVER} registered on ${NODE_NAME}; btrfs at ${CSI_MOUNT} ($(df -h --output=used,size "$CSI_MOUNT" 2>/dev/null | awk 'NR == 2 {print $1 " of " $2 " used"}'))"
+    echo "  storage classes          ${CSI_STORAGE_CLASS} (default, dynamic), ${STORAGE_CLASS} (pre-made hostPath volumes); VolumeSnapshotClass ${CSI_SNAPSHOT_CLASS} (default)"
+  else
+    echo "  csi driver               ${CSI_DRIVER} not registered with the kubelet"
     rc=1
   fi
   echo "  kubeconfig               ${ADMIN_KUBECONFIG}"

@@ -170,11 +170,12 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		return nil, x.abandon(err)
 	}
 	defer r.Close()
-	br, encrypted, err := plaintext(name, r, opts.Identities)
+	br, err := plaintext(name, r, opts.Identities)
 	if err != nil {
 		return nil, x.abandon(err)
 	}
-	if encrypted {
+	defer br.Close()
+	if br.encrypted {
 		stats.Encryption = EncryptionAge
 	}
 	head, _ := br.Peek(len(zstdMagic))
@@ -208,20 +209,38 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 	return stats, nil
 }
 
-// plaintext returns a buffered reader of the compressed tar stream in the archive r, called
-// name: r itself, or what ids decrypt when r is encrypted (whatever its name says), and
-// whether it was.
-func plaintext(name string, r io.Reader, ids *Identities) (*bufio.Reader, bool, error) {
+// decryptAhead is how many buffers of copyBufferSize the decryption of an archive runs ahead
+// of its decompression.
+const decryptAhead = 4
+
+// plainStream is the compressed tar stream of an archive: the archive itself, or what its
+// identities decrypt. Close stops the decryption's goroutine.
+type plainStream struct {
+	*bufio.Reader
+	encrypted bool
+	ahead     *readAhead
+}
+
+func (p *plainStream) Close() {
+	if p.ahead != nil {
+		p.ahead.Close()
+	}
+}
+
+// plaintext returns the compressed tar stream of the archive r, called name: r itself, or
+// what ids decrypt when r is encrypted (whatever its name says).
+func plaintext(name string, r io.Reader, ids *Identities) (*plainStream, error) {
 	br := bufio.NewReaderSize(r, copyBufferSize)
 	head, _ := br.Peek(len(ageMagic))
 	if !isEncrypted(head) {
-		return br, false, nil
+		return &plainStream{Reader: br}, nil
 	}
 	dr, err := decrypter(name, br, ids)
 	if err != nil {
-		return nil, true, err
+		return nil, err
 	}
-	return bufio.NewReaderSize(dr, copyBufferSize), true, nil
+	ahead := newReadAhead(dr, decryptAhead, copyBufferSize)
+	return &plainStream{Reader: bufio.NewReaderSize(ahead, copyBufferSize), encrypted: true, ahead: ahead}, nil
 }
 
 func corrupt(archive string, c Compression, err error) *Error {

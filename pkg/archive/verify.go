@@ -100,10 +100,11 @@ func VerifySource(ctx context.Context, src Source, want string, ids *Identities)
 // readPlaintext is readTar of the archive r, called name, decrypted with ids when it is
 // encrypted.
 func readPlaintext(ctx context.Context, stats *VerifyStats, name string, r io.Reader, ids *Identities, buf []byte) error {
-	br, _, err := plaintext(name, r, ids)
+	br, err := plaintext(name, r, ids)
 	if err != nil {
 		return err
 	}
+	defer br.Close()
 	head, _ := br.Peek(len(zstdMagic))
 	stats.Compression = sniff(head)
 	return readTar(ctx, stats, br, buf)

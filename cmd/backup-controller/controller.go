@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	snapshotclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -188,6 +189,9 @@ func runController(ctx context.Context, args []string, stderr io.Writer) error {
 	klog.FromContext(ctx).Info("Agent Jobs run image", "image", opts.agentImage)
 	config := opts.operatorConfig()
 	config.Metrics = m
+	if config.SnapshotClient, err = snapshotclient.NewForConfig(cfg); err != nil {
+		return fmt.Errorf("creating the snapshot.storage.k8s.io client: %w", err)
+	}
 	// Events get a client, and so a rate limiter, of their own.
 	if config.EventClient, err = kubernetes.NewForConfig(cfg); err != nil {
 		return fmt.Errorf("creating the events client: %w", err)

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	snapshotclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	snapshotinformers "github.com/kubernetes-csi/external-snapshotter/client/v8/informers/externalversions"
 	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
@@ -25,6 +27,12 @@ type Deps struct {
 	OwnedInformers kubeinformers.SharedInformerFactory
 	// ClaimInformers watch PersistentVolumeClaims, which users create and label.
 	ClaimInformers kubeinformers.SharedInformerFactory
+	// SnapshotClient talks to the snapshot.storage.k8s.io API; nil when the cluster does not
+	// serve it, so that Backups with copyMethod Snapshot fail with what to install.
+	SnapshotClient snapshotclient.Interface
+	// SnapshotInformers watch the VolumeSnapshots the operator made (filtered like
+	// OwnedInformers); nil when SnapshotClient is.
+	SnapshotInformers snapshotinformers.SharedInformerFactory
 	// Recorder emits the Events that tell each object's story in kubectl describe.
 	Recorder record.EventRecorder
 	// Clock is the time every decision is made against.

@@ -12,7 +12,11 @@ import (
 	"sync"
 	"time"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapshotclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	snapshotinformers "github.com/kubernetes-csi/external-snapshotter/client/v8/informers/externalversions"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	kubeinformers "k8s.io/client-go/informers"
@@ -61,6 +65,9 @@ type Config struct {
 	// EventClient, when set, is the client Events are written with. A client of its own has a
 	// rate limiter of its own, so that the story of a burst of runs does not slow the runs.
 	EventClient kubernetes.Interface
+	// SnapshotClient, when set, is the client of the snapshot.storage.k8s.io API. It is used
+	// only when the API server serves snapshot.storage.k8s.io/v1 at startup.
+	SnapshotClient snapshotclient.Interface
 	// LeaderElection, when set, runs the controllers only while this replica holds the Lease;
 	// nil runs them at once, for a single replica.
 	LeaderElection *LeaderElection
@@ -136,6 +143,16 @@ func Run(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		AgentImage:     cfg.AgentImage,
 		Metrics:        cfg.Metrics,
 	}
+	snapshots, err := snapshotAPI(ctx, kubeClient, cfg.SnapshotClient)
+	if err != nil {
+		return err
+	}
+	deps.SnapshotClient = snapshots
+	if deps.SnapshotClient != nil {
+		deps.SnapshotInformers = snapshotinformers.NewSharedInformerFactoryWithOptions(deps.SnapshotClient, cfg.ResyncPeriod,
+			snapshotinformers.WithNamespace(cfg.Namespace),
+			snapshotinformers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = ownedSelector }))
+	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)
 	eventClient := cfg.EventClient
@@ -159,12 +176,18 @@ func Run(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	deps.Informers.Start(ctx.Done())
 	deps.OwnedInformers.Start(ctx.Done())
 	deps.ClaimInformers.Start(ctx.Done())
+	if deps.SnapshotInformers != nil {
+		deps.SnapshotInformers.Start(ctx.Done())
+	}
 	defer func() {
 		// Stop the informers only after the workers: a worker may still read a lister.
 		cancel()
 		deps.Informers.Shutdown()
 		deps.OwnedInformers.Shutdown()
 		deps.ClaimInformers.Shutdown()
+		if deps.SnapshotInformers != nil {
+			deps.SnapshotInformers.Shutdown()
+		}
 	}()
 	if err := waitForCaches(ctx, cfg.CacheSyncTimeout, deps); err != nil {
 		return err
@@ -210,6 +233,13 @@ func waitForCaches(ctx context.Context, timeout time.Duration, deps controller.D
 			}
 		}
 	}
+	if deps.SnapshotInformers != nil {
+		for typ, ok := range deps.SnapshotInformers.WaitForCacheSync(syncCtx.Done()) {
+			if !ok {
+				missing = append(missing, typ.String())
+			}
+		}
+	}
 	if len(missing) == 0 {
 		return nil
 	}
@@ -218,6 +248,24 @@ func waitForCaches(ctx context.Context, timeout time.Duration, deps controller.D
 	}
 	sort.Strings(missing)
 	return fmt.Errorf("informer caches for %s did not sync within %s: check that the operator's RBAC lets it list and watch them (the errors logged above name the refused request)", strings.Join(missing, ", "), timeout)
+}
+
+// snapshotAPI returns client when the API server serves snapshot.storage.k8s.io/v1, and nil
+// when it does not: the operator runs without it, and Backups that ask for a snapshot fail
+// with what to install. The API is looked up once, at startup.
+func snapshotAPI(ctx context.Context, kubeClient kubernetes.Interface, client snapshotclient.Interface) (snapshotclient.Interface, error) {
+	if client == nil {
+		return nil, nil
+	}
+	_, err := kubeClient.Discovery().ServerResourcesForGroupVersion(snapshotv1.SchemeGroupVersion.String())
+	switch {
+	case apierrors.IsNotFound(err):
+		klog.FromContext(ctx).Info("The API server does not serve " + snapshotv1.SchemeGroupVersion.String() + ": Backups with copyMethod Snapshot fail until the VolumeSnapshot CRDs and the snapshot-controller are installed and the operator is restarted")
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("looking up the %s API: %w", snapshotv1.SchemeGroupVersion, err)
+	}
+	return client, nil
 }
 
 func namespaceOrAll(ns string) string {

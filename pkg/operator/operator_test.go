@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	snapshotfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -192,5 +193,57 @@ func TestEventsGoThroughTheirOwnClient(t *testing.T) {
 		if a.GetResource().Resource == "events" {
 			t.Fatalf("an event went through the main client: %s", a.GetVerb())
 		}
+	}
+}
+
+func TestSnapshotAPIIsUsedOnlyWhenTheServerServesIt(t *testing.T) {
+	snapshots := snapshotfake.NewSimpleClientset()
+	served := kubefake.NewSimpleClientset()
+	served.Resources = []*metav1.APIResourceList{{GroupVersion: "snapshot.storage.k8s.io/v1",
+		APIResources: []metav1.APIResource{{Name: "volumesnapshots", Namespaced: true, Kind: "VolumeSnapshot"}}}}
+	if got, err := snapshotAPI(context.Background(), served, snapshots); err != nil || got == nil {
+		t.Fatalf("with the API served: client %v, error %v; want the client", got, err)
+	}
+	if got, err := snapshotAPI(context.Background(), kubefake.NewSimpleClientset(), snapshots); err != nil || got != nil {
+		t.Fatalf("without the API: client %v, error %v; want none and no error, so the operator runs on", got, err)
+	}
+	if got, err := snapshotAPI(context.Background(), served, nil); err != nil || got != nil {
+		t.Fatalf("without a client: %v, %v", got, err)
+	}
+}
+
+func TestRunWatchesItsOwnVolumeSnapshots(t *testing.T) {
+	kubeClient := kubefake.NewSimpleClientset()
+	kubeClient.Resources = []*metav1.APIResourceList{{GroupVersion: "snapshot.storage.k8s.io/v1"}}
+	snapshots := snapshotfake.NewSimpleClientset()
+	cfg := testConfig()
+	cfg.SnapshotClient = snapshots
+	synced := make(chan struct{})
+	cfg.Synced = func() { close(synced) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, kubeClient, fake.NewSimpleClientset()) }()
+	select {
+	case <-synced:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caches did not sync")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	listed := false
+	for _, a := range snapshots.Actions() {
+		if list, ok := a.(clienttesting.ListAction); ok && a.GetResource().Resource == "volumesnapshots" {
+			listed = true
+			if got := list.GetListRestrictions().Labels.String(); got != "app.kubernetes.io/managed-by=backup-operator" {
+				t.Errorf("VolumeSnapshots are listed with selector %q; the operator must only watch its own", got)
+			}
+		}
+	}
+	if !listed {
+		t.Fatal("the operator did not watch VolumeSnapshots although the API is served")
 	}
 }

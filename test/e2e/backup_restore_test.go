@@ -221,17 +221,24 @@ func TestBackupAndRestoreGiveBackTheSameTree(t *testing.T) {
 	if r.Status.VerifiedSHA256 != a.SHA256 || !r.Status.ClaimCreated || r.Status.RestoredBytes != a.SourceBytes {
 		t.Fatalf("restore status %+v, want the Backup's sha256 verified, the claim created and %d bytes", r.Status, a.SourceBytes)
 	}
-	want, got := snapshot(t, dataDir), snapshot(t, restoredDir)
-	if !reflect.DeepEqual(want, got) {
-		for name, w := range want {
-			if g, ok := got[name]; !ok || g != w {
-				t.Errorf("%s: restored %+v, backed up %+v", name, g, w)
-			}
+	expectSameTree(t, snapshot(t, dataDir), snapshot(t, restoredDir))
+}
+
+// expectSameTree fails t, naming each difference, unless the restored tree got is the backed-up
+// tree want.
+func expectSameTree(t *testing.T, want, got map[string]entry) {
+	t.Helper()
+	if reflect.DeepEqual(want, got) {
+		return
+	}
+	for name, w := range want {
+		if g, ok := got[name]; !ok || g != w {
+			t.Errorf("%s: restored %+v, backed up %+v", name, g, w)
 		}
-		for name := range got {
-			if _, ok := want[name]; !ok {
-				t.Errorf("%s: restored but never backed up", name)
-			}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s: restored but never backed up", name)
 		}
 	}
 }

@@ -195,6 +195,12 @@ func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
 		{"update", "backupstorages." + group, "--subresource=status", "-n", "default"},
 		{"create", "jobs.batch", "-n", "default"},
 		{"list", "persistentvolumeclaims", "--all-namespaces"},
+		{"delete", "persistentvolumeclaims", "-n", "default"},
+		{"get", "persistentvolumes"},
+		{"watch", "volumesnapshots.snapshot.storage.k8s.io", "--all-namespaces"},
+		{"create", "volumesnapshots.snapshot.storage.k8s.io", "-n", "default"},
+		{"delete", "volumesnapshots.snapshot.storage.k8s.io", "-n", "default"},
+		{"list", "volumesnapshotclasses.snapshot.storage.k8s.io"},
 		{"get", "leases.coordination.k8s.io/backup-operator", "-n", operatorNamespace},
 		{"update", "leases.coordination.k8s.io/backup-operator", "-n", operatorNamespace},
 	} {
@@ -220,6 +226,10 @@ func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
 		{"create", "pods/exec", "-n", "default"},
 		{"delete", "nodes"},
 		{"delete", "persistentvolumes"},
+		{"list", "persistentvolumes"},
+		{"create", "volumesnapshotcontents.snapshot.storage.k8s.io"},
+		{"delete", "volumesnapshotcontents.snapshot.storage.k8s.io"},
+		{"create", "volumesnapshotclasses.snapshot.storage.k8s.io"},
 		{"delete", "customresourcedefinitions.apiextensions.k8s.io"},
 		// Only its own Lease, and only in its own namespace.
 		{"update", "leases.coordination.k8s.io/kube-scheduler", "-n", operatorNamespace},

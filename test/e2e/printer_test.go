@@ -58,7 +58,7 @@ spec:
 		{
 			resource: "backups",
 			args:     []string{"-o", "wide"},
-			want:     []string{"NAME", "PVC", "PHASE", "AGE", "SHA256", "JOB"},
+			want:     []string{"NAME", "PVC", "PHASE", "AGE", "SHA256", "METHOD", "JOB"},
 		},
 		{
 			resource: "restores",

@@ -12,8 +12,13 @@ import (
 // SetSucceeded sets the Succeeded condition. The transition time comes from the caller's clock,
 // never from the library's time.Now, so that tests and replays see the time decisions were made.
 func SetSucceeded(conditions *[]metav1.Condition, status metav1.ConditionStatus, reason, message string, generation int64, now time.Time) {
+	SetCondition(conditions, platformv1.ConditionSucceeded, status, reason, message, generation, now)
+}
+
+// SetCondition sets the condition of type typ, at now, like SetSucceeded.
+func SetCondition(conditions *[]metav1.Condition, typ string, status metav1.ConditionStatus, reason, message string, generation int64, now time.Time) {
 	meta.SetStatusCondition(conditions, metav1.Condition{
-		Type:               platformv1.ConditionSucceeded,
+		Type:               typ,
 		Status:             status,
 		Reason:             reason,
 		Message:            message,

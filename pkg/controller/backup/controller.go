@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"time"
 
+	snapshotlisters "github.com/kubernetes-csi/external-snapshotter/client/v8/listers/volumesnapshot/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
@@ -62,7 +64,9 @@ type Controller struct {
 	jobs     batchlisters.JobLister
 	pods     corelisters.PodLister
 	claims   corelisters.PersistentVolumeClaimLister
-	queue    *controller.Queue
+	// snapshots is nil when the cluster does not serve the VolumeSnapshot API.
+	snapshots snapshotlisters.VolumeSnapshotLister
+	queue     *controller.Queue
 }
 
 // NewController registers the informers a Backup depends on and routes their events to the
@@ -86,13 +90,20 @@ func NewController(deps controller.Deps) (*Controller, error) {
 		pods:     podInformer.Lister(),
 		claims:   claimInformer.Lister(),
 	}
-	c.queue = controller.NewQueue(ControllerName, c.sync, backupInformer.Informer(),
+	synced := []cache.InformerSynced{
 		restoreInformer.Informer().HasSynced,
 		storageInformer.Informer().HasSynced,
 		jobInformer.Informer().HasSynced,
 		podInformer.Informer().HasSynced,
 		claimInformer.Informer().HasSynced,
-	)
+	}
+	var snapshotInformer cache.SharedIndexInformer
+	if deps.SnapshotInformers != nil {
+		inf := deps.SnapshotInformers.Snapshot().V1().VolumeSnapshots()
+		c.snapshots, snapshotInformer = inf.Lister(), inf.Informer()
+		synced = append(synced, snapshotInformer.HasSynced)
+	}
+	c.queue = controller.NewQueue(ControllerName, c.sync, backupInformer.Informer(), synced...)
 
 	if _, err := backupInformer.Informer().AddEventHandler(c.queue.Handler()); err != nil {
 		return nil, fmt.Errorf("%s controller: watching Backups: %w", ControllerName, err)
@@ -106,6 +117,16 @@ func NewController(deps controller.Deps) (*Controller, error) {
 	}
 	if err := c.queue.WatchJobsOf(platformv1.Kind("Backup"), lookup, jobInformer, podInformer); err != nil {
 		return nil, err
+	}
+	// A snapshot's progress and the temporary claim made from it move a Backup on.
+	ownedByBackup := c.queue.OwnerHandler(controller.ControlledBy(platformv1.Kind("Backup"), lookup))
+	if _, err := claimInformer.Informer().AddEventHandler(ownedByBackup); err != nil {
+		return nil, fmt.Errorf("%s controller: watching temporary claims: %w", ControllerName, err)
+	}
+	if snapshotInformer != nil {
+		if _, err := snapshotInformer.AddEventHandler(ownedByBackup); err != nil {
+			return nil, fmt.Errorf("%s controller: watching VolumeSnapshots: %w", ControllerName, err)
+		}
 	}
 	cleanupHandler := c.queue.OwnerHandler(cleanupOwner)
 	if _, err := jobInformer.Informer().AddEventHandler(cleanupHandler); err != nil {
@@ -160,7 +181,12 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 		return c.finalize(ctx, backup)
 	}
 	if backup.Status.Phase.Final() {
-		// Completed and Failed are final: the status is the record of what happened.
+		// Completed and Failed are final: the status is the record of what happened. What a
+		// snapshot left is deleted here too, should the sync that ended the Backup have failed
+		// to (or a restart have cut it short).
+		if backup.Status.Snapshot != nil {
+			return 0, c.finishSnapshot(ctx, backup)
+		}
 		return 0, nil
 	}
 	return c.run(ctx, backup)

@@ -80,6 +80,10 @@ func (c *Controller) run(ctx context.Context, backup *platformv1.Backup) (time.D
 	if err != nil {
 		return 0, err
 	}
+	if b.Status.Snapshot != nil {
+		uploadCondition(b, c.deps.Clock.Now())
+		b.Status.Snapshot.Kept = c.keepsSnapshot(b)
+	}
 	b.Status.ObservedGeneration = b.Generation
 	changed := !equality.Semantic.DeepEqual(backup.Status, b.Status)
 	if err := agentjob.Commit(ctx, c.deps.Recorder, b, changed, c.deps.Client.PlatformV1().Backups(b.Namespace).UpdateStatus, events); err != nil {
@@ -92,6 +96,11 @@ func (c *Controller) run(ctx context.Context, backup *platformv1.Backup) (time.D
 		c.deps.Metrics.BackupFinished(b.Namespace, b.Spec.PolicyName, metrics.ResultCompleted, agentjob.Elapsed(b.Status.Duration), b.Status.Artifact.Size)
 	case platformv1.BackupFailed:
 		c.deps.Metrics.BackupFinished(b.Namespace, b.Spec.PolicyName, metrics.ResultFailed, agentjob.Elapsed(b.Status.Duration), 0)
+	}
+	if b.Status.Snapshot != nil && b.Status.Phase.Final() {
+		// Once the end is recorded: a failed cleanup is retried by the next sync of the final
+		// Backup, and never holds back its result.
+		return 0, c.finishSnapshot(ctx, b)
 	}
 	return requeue, nil
 }
@@ -117,9 +126,10 @@ func (c *Controller) advance(ctx context.Context, b *platformv1.Backup, events *
 		return 0, nil
 	}
 	if job == nil {
-		job, err = c.createJob(ctx, b, events)
+		var requeue time.Duration
+		job, requeue, err = c.createJob(ctx, b, events)
 		if job == nil || err != nil {
-			return 0, err
+			return requeue, err
 		}
 	}
 	if !agentjob.IsControlledBy(job, string(b.UID)) {
@@ -129,60 +139,61 @@ func (c *Controller) advance(ctx context.Context, b *platformv1.Backup, events *
 	return c.follow(ctx, b, job, events)
 }
 
-// createJob checks that the Backup can run and creates its Job. It returns a nil Job when the
-// Backup failed a check, with the failure in b's status.
-func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events *[]agentjob.Event) (*batchv1.Job, error) {
+// createJob checks that the Backup can run and creates its Job; with copyMethod Snapshot, once
+// its snapshot is ready. It returns a nil Job when the Backup failed a check, with the failure
+// in b's status, or when it waits for its snapshot, with when to look again.
+func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events *[]agentjob.Event) (*batchv1.Job, time.Duration, error) {
 	claim, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(b.Spec.PVCName)
 	if apierrors.IsNotFound(err) {
 		c.fail(b, platformv1.ReasonClaimNotFound, fmt.Sprintf("PersistentVolumeClaim %s does not exist in namespace %s: create a Backup of an existing claim.", b.Spec.PVCName, b.Namespace), events)
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if claim.Status.Phase != corev1.ClaimBound {
 		c.fail(b, platformv1.ReasonClaimNotBound, fmt.Sprintf("PersistentVolumeClaim %s is %s, not Bound: it has no data to back up yet. Create a new Backup once the claim is bound.", claim.Name, phaseOf(claim)), events)
-		return nil, nil
+		return nil, 0, nil
 	}
 	st, refusal, err := agentjob.ResolveStorage(c.storages, b.Namespace, b.Spec.Storage)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if refusal != nil {
 		c.fail(b, refusal.Reason, refusal.Message+" Then create a new Backup.", events)
-		return nil, nil
+		return nil, 0, nil
 	}
 	if refusal := st.WriteRefusal(); refusal != nil {
 		c.fail(b, refusal.Reason, refusal.Message+" in a new Backup.", events)
-		return nil, nil
+		return nil, 0, nil
 	}
 	if !st.IsS3() {
 		if _, err := c.claims.PersistentVolumeClaims(b.Namespace).Get(st.ClaimName); apierrors.IsNotFound(err) {
 			c.fail(b, platformv1.ReasonStorageNotFound, fmt.Sprintf("Storage PersistentVolumeClaim %s does not exist in namespace %s: create it (ReadWriteMany, or on the node of the claims it stores), then create a new Backup.", st.ClaimName, b.Namespace), events)
-			return nil, nil
+			return nil, 0, nil
 		} else if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	archivePath, err := ArchivePath(b, st)
 	if err != nil {
 		c.fail(b, platformv1.ReasonInvalidArgument, err.Error(), events)
-		return nil, nil
+		return nil, 0, nil
 	}
 
-	users, err := agentjob.ClaimUsers(ctx, c.deps.KubeClient, b.Namespace, claim.Name)
-	if err != nil {
-		return nil, err
-	}
-	node := ""
-	if len(users) > 0 {
-		if agentjob.SinglePod(claim) {
-			c.fail(b, platformv1.ReasonClaimInUse, fmt.Sprintf("PersistentVolumeClaim %s is ReadWriteOncePod and pod %s is using it, so no other pod can read it: stop that pod (scale its workload to zero), then create a new Backup.", claim.Name, users[0].Pod), events)
-			return nil, nil
+	source, node := claim, ""
+	if b.Status.Snapshot != nil || platformv1.CopyMethodOf(b.Spec.BackupRunSettings) == platformv1.CopyMethodSnapshot {
+		// The agent reads a new claim made from the snapshot: no pod uses it, and it can be
+		// read on any node.
+		tmp, requeue, err := c.snapshotSource(ctx, b, claim, events)
+		if tmp == nil || err != nil {
+			return nil, requeue, err
 		}
-		if agentjob.SingleNode(claim) {
-			// A volume attached to one node can only be read there.
-			node = users[0].NodeName
+		source = tmp
+	} else {
+		var ok bool
+		if node, ok, err = c.directReadNode(ctx, b, claim, events); !ok || err != nil {
+			return nil, 0, err
 		}
 	}
 
@@ -218,7 +229,7 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 			"--backup-uid", string(b.UID),
 		},
 		Mounts: []agentjob.Mount{
-			{Name: "source", ClaimName: claim.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true},
+			{Name: "source", ClaimName: source.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true},
 		},
 		Storage:      access,
 		Capabilities: agentjob.ReadCapabilities,
@@ -232,16 +243,39 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 
 	created, isNew, err := agentjob.Create(ctx, c.deps.KubeClient, job)
 	if err != nil || !isNew {
-		return created, err
+		return created, 0, err
 	}
 	klog.FromContext(ctx).V(2).Info("Created backup Job", "job", klog.KObj(created), "node", node)
 	where := ""
 	if node != "" {
 		where = fmt.Sprintf(" on node %s, where the claim is attached", node)
 	}
-	c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventJobCreated, "Created Job %s to archive PersistentVolumeClaim %s to %s on %s%s", created.Name, claim.Name, archivePath, st, where)
+	if source != claim {
+		where = fmt.Sprintf(" from VolumeSnapshot %s, through claim %s", b.Status.Snapshot.Name, source.Name)
+	}
+	*events = append(*events, agentjob.Event{Type: corev1.EventTypeNormal, Reason: EventJobCreated,
+		Message: fmt.Sprintf("Created Job %s to archive PersistentVolumeClaim %s to %s on %s%s", created.Name, claim.Name, archivePath, st, where)})
 	b.Status.NodeName = node
-	return created, nil
+	return created, 0, nil
+}
+
+// directReadNode is the node where the agent must read claim directly: the node of the pod using
+// it when its volume attaches to one node only, else "" (any node). A claim that no other pod may
+// share fails b, with ok false.
+func (c *Controller) directReadNode(ctx context.Context, b *platformv1.Backup, claim *corev1.PersistentVolumeClaim, events *[]agentjob.Event) (node string, ok bool, err error) {
+	users, err := agentjob.ClaimUsers(ctx, c.deps.KubeClient, b.Namespace, claim.Name)
+	if err != nil || len(users) == 0 {
+		return "", err == nil, err
+	}
+	if agentjob.SinglePod(claim) {
+		c.fail(b, platformv1.ReasonClaimInUse, fmt.Sprintf("PersistentVolumeClaim %s is ReadWriteOncePod and pod %s is using it, so no other pod can read it: stop that pod (scale its workload to zero), or back it up with copyMethod Snapshot; then create a new Backup.", claim.Name, users[0].Pod), events)
+		return "", false, nil
+	}
+	if agentjob.SingleNode(claim) {
+		// A volume attached to one node can only be read there.
+		return users[0].NodeName, true, nil
+	}
+	return "", true, nil
 }
 
 // follow sets b's status from its Job and the Job's pods.

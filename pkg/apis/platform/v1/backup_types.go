@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -16,6 +17,7 @@ import (
 // +kubebuilder:printcolumn:name="Duration",type=string,JSONPath=`.status.duration`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="SHA256",type=string,JSONPath=`.status.artifact.sha256`,priority=1
+// +kubebuilder:printcolumn:name="Method",type=string,JSONPath=`.spec.source.copyMethod`,priority=1
 // +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.status.jobName`,priority=1
 
 // Backup is one archive of one PersistentVolumeClaim at one point in time. A Job reads the claim
@@ -111,6 +113,11 @@ type BackupStatus struct {
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
+	// snapshot is the VolumeSnapshot a Backup with copyMethod Snapshot reads, and how long
+	// cutting it took.
+	// +optional
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+
 	// artifact is the archive on storage; set once the backup is Completed.
 	// +optional
 	Artifact *Artifact `json:"artifact,omitempty"`
@@ -193,4 +200,39 @@ type ArtifactEncryption struct {
 	// +optional
 	// +listType=atomic
 	RecipientFingerprints []string `json:"recipientFingerprints,omitempty"`
+}
+
+// SnapshotStatus is the VolumeSnapshot of a Backup with copyMethod Snapshot.
+type SnapshotStatus struct {
+	// name of the VolumeSnapshot, in the Backup's namespace.
+	Name string `json:"name"`
+
+	// className is the VolumeSnapshotClass it was cut with.
+	// +optional
+	ClassName string `json:"className,omitempty"`
+
+	// temporaryClaimName is the claim made from the snapshot that the agent reads.
+	// +optional
+	TemporaryClaimName string `json:"temporaryClaimName,omitempty"`
+
+	// creationTime is when the snapshot was asked for.
+	// +optional
+	CreationTime *metav1.Time `json:"creationTime,omitempty"`
+
+	// readyTime is when the snapshot was first seen ready to use.
+	// +optional
+	ReadyTime *metav1.Time `json:"readyTime,omitempty"`
+
+	// snapshotDuration is readyTime minus creationTime: how long cutting the snapshot took.
+	// +optional
+	SnapshotDuration *metav1.Duration `json:"snapshotDuration,omitempty"`
+
+	// restoreSize is the smallest volume that holds the snapshot, as its CSI driver reports it.
+	// +optional
+	RestoreSize *resource.Quantity `json:"restoreSize,omitempty"`
+
+	// kept says the snapshot is kept after the backup (keepSnapshot); it is deleted with the
+	// Backup.
+	// +optional
+	Kept bool `json:"kept,omitempty"`
 }

@@ -124,6 +124,11 @@ type BackupRunSettings struct {
 	// +kubebuilder:default={persistentVolumeClaim: {claimName: backup-storage}}
 	Storage *Storage `json:"storage,omitempty"`
 
+	// source says how the claim is read: directly (default), or from a CSI VolumeSnapshot cut
+	// at one instant.
+	// +optional
+	Source *BackupSource `json:"source,omitempty"`
+
 	// compression of the tar stream: zstd (default, .tar.zst), gzip (.tar.gz) or none (.tar).
 	// Every choice can be restored with plain tar.
 	// +optional
@@ -138,6 +143,52 @@ type BackupRunSettings struct {
 	// +optional
 	// +kubebuilder:default=Delete
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// CopyMethod is how a backup reads its claim.
+// +kubebuilder:validation:Enum=Direct;Snapshot
+type CopyMethod string
+
+const (
+	// CopyMethodDirect mounts the live claim read-only: files are copied at different moments,
+	// and a ReadWriteOnce claim is read on the node where it is attached.
+	CopyMethodDirect CopyMethod = "Direct"
+	// CopyMethodSnapshot cuts a CSI VolumeSnapshot of the claim, makes a temporary claim from it
+	// and reads that: every file as of one instant (crash-consistent), read on any node. The
+	// snapshot and the temporary claim are deleted when the Backup ends.
+	CopyMethodSnapshot CopyMethod = "Snapshot"
+)
+
+// BackupSource says how the claim is read.
+// +kubebuilder:validation:XValidation:rule="self.copyMethod == 'Snapshot' || (!has(self.volumeSnapshotClassName) && !has(self.keepSnapshot))",message="volumeSnapshotClassName and keepSnapshot apply only to copyMethod Snapshot"
+type BackupSource struct {
+	// copyMethod is Direct (default: read the live claim) or Snapshot (read a CSI VolumeSnapshot
+	// of it, which needs the snapshot.storage.k8s.io API and a CSI driver that snapshots).
+	// +optional
+	// +kubebuilder:default=Direct
+	CopyMethod CopyMethod `json:"copyMethod,omitempty"`
+
+	// volumeSnapshotClassName is the VolumeSnapshotClass of the snapshot. Defaults to the class
+	// marked default (annotation snapshot.storage.kubernetes.io/is-default-class) for the
+	// claim's CSI driver.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	VolumeSnapshotClassName string `json:"volumeSnapshotClassName,omitempty"`
+
+	// keepSnapshot keeps the VolumeSnapshot after the archive is written, for fast restores in
+	// the cluster; it is deleted with its Backup (by retention, too). Default false: the
+	// snapshot is deleted as soon as the archive is on storage.
+	// +optional
+	KeepSnapshot bool `json:"keepSnapshot,omitempty"`
+}
+
+// CopyMethodOf is the copy method of settings, Direct when none is set.
+func CopyMethodOf(s BackupRunSettings) CopyMethod {
+	if s.Source == nil || s.Source.CopyMethod == "" {
+		return CopyMethodDirect
+	}
+	return s.Source.CopyMethod
 }
 
 // JobSettings bound a backup or restore Job and size its pod.
@@ -179,6 +230,12 @@ const (
 	ConditionReady = "Ready"
 	// ConditionSucceeded is Unknown while a Backup or Restore runs, then True or False when it ends.
 	ConditionSucceeded = "Succeeded"
+	// ConditionSnapshotReady on a Backup with copyMethod Snapshot is Unknown while its
+	// VolumeSnapshot is cut, True once the snapshot is ready to use, False when it failed.
+	ConditionSnapshotReady = "SnapshotReady"
+	// ConditionDataUploaded on a Backup with copyMethod Snapshot is Unknown while the agent
+	// reads the snapshot, True once the archive is on storage, False when that failed.
+	ConditionDataUploaded = "DataUploaded"
 )
 
 // Labels and annotations the operator sets or reads. Their keys are part of the API: tools select

@@ -45,6 +45,22 @@ const (
 	// ReasonPodNotStarted: the run's pod did not start within pendingDeadlineSeconds; the
 	// condition's message says what kept it.
 	ReasonPodNotStarted = "PodNotStarted"
+	// ReasonSnapshotAPIMissing: a Backup with copyMethod Snapshot found no snapshot.storage.k8s.io/v1
+	// API: the cluster has no CSI snapshot support installed.
+	ReasonSnapshotAPIMissing = "SnapshotAPIMissing"
+	// ReasonSnapshotClassNotFound: the VolumeSnapshotClass named does not exist, or none is the
+	// default for the claim's CSI driver.
+	ReasonSnapshotClassNotFound = "SnapshotClassNotFound"
+	// ReasonSnapshotFailed: the VolumeSnapshot reported an error, or was not ready within the
+	// Backup's activeDeadlineSeconds.
+	ReasonSnapshotFailed = "SnapshotFailed"
+	// ReasonSnapshotPending: the VolumeSnapshot is being cut (SnapshotReady Unknown).
+	ReasonSnapshotPending = "SnapshotPending"
+	// ReasonSnapshotReady: the VolumeSnapshot is ready to use (SnapshotReady True).
+	ReasonSnapshotReady = "SnapshotReady"
+	// ReasonObjectConflict: an object with the name the run gives its snapshot or temporary
+	// claim exists and belongs to something else.
+	ReasonObjectConflict = "ObjectConflict"
 	// ReasonJobConflict: a Job with the run's name exists but belongs to another object.
 	ReasonJobConflict = "JobConflict"
 	// ReasonJobLost: the run's Job was deleted before it finished.

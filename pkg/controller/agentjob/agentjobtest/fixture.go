@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapshotfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	snapshotinformers "github.com/kubernetes-csi/external-snapshotter/client/v8/informers/externalversions"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,6 +43,12 @@ type Fixture struct {
 	// objects the cache has not caught up with.
 	APIOnly []runtime.Object
 
+	// Snapshots are VolumeSnapshots in the API and in the cache; SnapshotClasses are in the API.
+	Snapshots       []*snapshotv1.VolumeSnapshot
+	SnapshotClasses []*snapshotv1.VolumeSnapshotClass
+	// NoSnapshotAPI runs the controller as on a cluster without the VolumeSnapshot API.
+	NoSnapshotAPI bool
+
 	// React, when set, installs reactors on the kube client before the sync.
 	React func(*kubefake.Clientset)
 	// ReactPlatform, when set, installs reactors on the platform.example.com client.
@@ -51,8 +60,10 @@ type Fixture struct {
 	// Client, KubeClient and Recorder are made by Build; Clock starts ten minutes after Epoch.
 	Client     *fake.Clientset
 	KubeClient *kubefake.Clientset
-	Clock      *clocktesting.FakeClock
-	Recorder   *record.FakeRecorder
+	// SnapshotClient is nil with NoSnapshotAPI.
+	SnapshotClient *snapshotfake.Clientset
+	Clock          *clocktesting.FakeClock
+	Recorder       *record.FakeRecorder
 	// Metrics records what the controller under test reports.
 	Metrics *metrics.Metrics
 }
@@ -125,9 +136,24 @@ func Build[C any](f *Fixture, newController func(controller.Deps) (C, error)) C 
 		AgentImage:     Image,
 		Metrics:        f.Metrics,
 	}
+	if !f.NoSnapshotAPI {
+		var snapObjs []runtime.Object
+		for _, s := range f.Snapshots {
+			snapObjs = append(snapObjs, s)
+		}
+		for _, cl := range f.SnapshotClasses {
+			snapObjs = append(snapObjs, cl)
+		}
+		f.SnapshotClient = snapshotfake.NewSimpleClientset(snapObjs...)
+		deps.SnapshotClient = f.SnapshotClient
+		deps.SnapshotInformers = snapshotinformers.NewSharedInformerFactory(f.SnapshotClient, 0)
+	}
 	c, err := newController(deps)
 	if err != nil {
 		f.T.Fatal(err)
+	}
+	for _, s := range f.Snapshots {
+		f.must(deps.SnapshotInformers.Snapshot().V1().VolumeSnapshots().Informer().GetIndexer().Add(s))
 	}
 	for _, b := range f.Backups {
 		f.must(deps.Informers.Platform().V1().Backups().Informer().GetIndexer().Add(b))
@@ -157,20 +183,36 @@ func (f *Fixture) must(err error) {
 	}
 }
 
-// ExpectActions fails the test unless the two clients recorded exactly want, in order: those on
-// Backups and Restores from the platform client, the others from the kube client.
+// ExpectActions fails the test unless the clients recorded exactly want, in order: those on
+// Backups and Restores from the platform client, those on VolumeSnapshots and their classes
+// from the snapshot client, the others from the kube client.
 func (f *Fixture) ExpectActions(want ...string) {
 	f.T.Helper()
-	ExpectActions(f.T, "platform client", f.Client.Actions(), filter(want, true)...)
-	ExpectActions(f.T, "kube client", f.KubeClient.Actions(), filter(want, false)...)
+	ExpectActions(f.T, "platform client", f.Client.Actions(), filter(want, clientPlatform)...)
+	ExpectActions(f.T, "kube client", f.KubeClient.Actions(), filter(want, clientKube)...)
+	if f.SnapshotClient != nil {
+		ExpectActions(f.T, "snapshot client", f.SnapshotClient.Actions(), filter(want, clientSnapshot)...)
+	}
 }
 
-// filter keeps the actions of the platform client, or those of the kube client.
-func filter(actions []string, platform bool) []string {
+const (
+	clientPlatform = iota
+	clientKube
+	clientSnapshot
+)
+
+// filter keeps the actions of one client.
+func filter(actions []string, client int) []string {
 	var out []string
 	for _, a := range actions {
-		isPlatform := strings.Contains(a, " backups") || strings.Contains(a, " restores")
-		if isPlatform == platform {
+		of := clientKube
+		switch {
+		case strings.Contains(a, " backups") || strings.Contains(a, " restores"):
+			of = clientPlatform
+		case strings.Contains(a, " volumesnapshot"):
+			of = clientSnapshot
+		}
+		if of == client {
 			out = append(out, a)
 		}
 	}

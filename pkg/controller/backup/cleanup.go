@@ -138,6 +138,13 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 		return 0, err
 	}
 	if !obs.State.Finished() {
+		if obs.Stuck != "" {
+			// The Backup is going, so there is no status to say it in. The same message on each
+			// sync only adds to the Event's count.
+			c.deps.Recorder.Eventf(b, corev1.EventTypeWarning, agentjob.EventPodNotStarting,
+				"Pod %s of cleanup Job %s cannot start (%s). The archive is deleted once it starts; if it has not within %s, the Backup goes and the archive is left on storage (CleanupFailed).",
+				obs.StuckPod, cleanup.Name, obs.Stuck, time.Duration(CleanupActiveDeadlineSeconds)*time.Second)
+		}
 		return 0, nil
 	}
 	var result *agent.DeleteResult

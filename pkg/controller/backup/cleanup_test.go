@@ -130,6 +130,17 @@ func TestRunningCleanupJobIsAwaited(t *testing.T) {
 	f.ExpectActions()
 }
 
+func TestCleanupJobWhosePodCannotStartSaysWhy(t *testing.T) {
+	f := newFixture(t)
+	b := deletedBackup()
+	cleanup := cleanupJob(b)
+	f.Backups, f.Claims, f.Jobs = []*platformv1.Backup{b}, defaultClaims(), []*batchv1.Job{cleanup}
+	f.AgentPods = []*corev1.Pod{agentjobtest.Waiting(cleanup, "cleanup-nightly-x1", "CreateContainerConfigError", `secret "s3-creds" not found`)}
+	f.MustRun()
+	f.ExpectActions()
+	agentjobtest.ExpectEvents(t, f.Events(), `Warning PodNotStarting Pod cleanup-nightly-x1 of cleanup Job cleanup-nightly cannot start (CreateContainerConfigError: secret "s3-creds" not found; create the Secret`)
+}
+
 func TestDeletionWithoutCleanup(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -171,6 +171,26 @@ spec: {}`,
 			want: []string{"spec.pvcName", "Required value"},
 		},
 		{
+			name: "snapshot class on a direct backup",
+			manifest: `apiVersion: platform.example.com/v1
+kind: Backup
+metadata: {name: direct-with-class}
+spec:
+  pvcName: data
+  source: {volumeSnapshotClassName: fast}`,
+			want: []string{"spec.source", "volumeSnapshotClassName and keepSnapshot apply only to copyMethod Snapshot"},
+		},
+		{
+			name: "unknown copyMethod",
+			manifest: `apiVersion: platform.example.com/v1
+kind: Backup
+metadata: {name: clone}
+spec:
+  pvcName: data
+  source: {copyMethod: Clone}`,
+			want: []string{"spec.source.copyMethod", "Unsupported value", `"Clone"`},
+		},
+		{
 			name: "restore without backupName",
 			manifest: `apiVersion: platform.example.com/v1
 kind: Restore

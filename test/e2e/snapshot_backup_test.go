@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
@@ -235,4 +236,100 @@ func TestDeletingASnapshotBackupMidRunCleansUp(t *testing.T) {
 		return apierrors.IsNotFound(err), err
 	})
 	expectNoSnapshotLeftovers(t, e, ns)
+}
+
+// TestSnapshotBackupSurvivesAControllerRestart kills the leading controller while a Backup's
+// snapshot is ready and its pod waits: the next leader adopts the snapshot, the temporary claim
+// and the Job by their names, completes the Backup and leaves nothing behind.
+func TestSnapshotBackupSurvivesAControllerRestart(t *testing.T) {
+	e, c, ns, _ := csiClaimSetup(t)
+	bindStorage := pendingStorageClaim(t, e, ns)
+	createSnapshotBackup(t, c, ns, "nightly", "data", platformv1.BackupSource{})
+	waitSnapshotRead(t, c, ns, "nightly")
+
+	killController(t, leaderPod(t, e))
+	bindStorage()
+	b := waitBackup(t, c, ns, "nightly", platformv1.BackupCompleted)
+	if !meta.IsStatusConditionTrue(b.Status.Conditions, platformv1.ConditionDataUploaded) {
+		t.Fatalf("conditions %+v, want DataUploaded True", b.Status.Conditions)
+	}
+	expectNoSnapshotLeftovers(t, e, ns)
+	waitControllerReady(t, e)
+}
+
+// TestSnapshotPolicyKeepsItsSnapshotsWithItsBackups runs a policy with copyMethod Snapshot,
+// keepSnapshot and keepLast 1 twice: the pruned Backup's snapshot goes with it, the kept one's
+// stays until its Backup goes.
+func TestSnapshotPolicyKeepsItsSnapshotsWithItsBackups(t *testing.T) {
+	e, c, ns, _ := csiClaimSetup(t)
+	ctx := testContext(t)
+	e.HostPathPVC(t, ns, platformv1.DefaultStorageClaimName, "1Gi")
+	if _, err := e.Kube.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "data", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"app":"snapshot-policy"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	keep := int32(1)
+	policy := &platformv1.BackupPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "snapshots"},
+		Spec: platformv1.BackupPolicySpec{
+			Schedule:  "0 0 1 1 *", // runs only when asked to
+			Retention: &platformv1.RetentionPolicy{KeepLast: &keep},
+			Target:    platformv1.BackupTarget{PVCSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "snapshot-policy"}}},
+		},
+	}
+	policy.Spec.Source = &platformv1.BackupSource{CopyMethod: platformv1.CopyMethodSnapshot, KeepSnapshot: true}
+	if _, err := c.PlatformV1().BackupPolicies(ns).Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// runNow asks for a run and returns its Completed Backup: the one not named in earlier.
+	runNow := func(value string, earlier ...string) *platformv1.Backup {
+		t.Helper()
+		if _, err := c.PlatformV1().BackupPolicies(ns).Patch(ctx, policy.Name, types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"`+platformv1.AnnotationRunNow+`":"`+value+`"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var done *platformv1.Backup
+		Eventually(t, 3*time.Minute, time.Second, "the run "+value+" to complete", func() (bool, error) {
+			list, err := c.PlatformV1().Backups(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err
+			}
+			for i, b := range list.Items {
+				if b.Status.Phase == platformv1.BackupFailed {
+					t.Fatalf("Backup %s failed: %+v", b.Name, b.Status.Conditions)
+				}
+				if b.Status.Phase == platformv1.BackupCompleted && !contains(earlier, b.Name) {
+					done = &list.Items[i]
+				}
+			}
+			return done != nil, fmt.Errorf("%d Backups, none of the run Completed", len(list.Items))
+		})
+		if platformv1.CopyMethodOf(done.Spec.BackupRunSettings) != platformv1.CopyMethodSnapshot {
+			t.Fatalf("the policy's Backup %s has source %+v, want the policy's copyMethod Snapshot", done.Name, done.Spec.Source)
+		}
+		return done
+	}
+	first := runNow("first")
+	if st := first.Status.Snapshot; st == nil || !st.Kept {
+		t.Fatalf("snapshot status %+v, want it kept", st)
+	}
+	expectNoSnapshotLeftovers(t, e, ns, first.Status.Snapshot.Name)
+
+	second := runNow("second", first.Name)
+	var kept *platformv1.Backup
+	Eventually(t, 2*time.Minute, time.Second, "retention to keep only the newest Backup", func() (bool, error) {
+		list, err := c.PlatformV1().Backups(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		if len(list.Items) != 1 || list.Items[0].Name != second.Name {
+			return false, fmt.Errorf("%d Backups", len(list.Items))
+		}
+		kept = &list.Items[0]
+		return true, nil
+	})
+	expectNoSnapshotLeftovers(t, e, ns, kept.Status.Snapshot.Name)
+	if _, err := e.Dynamic.Resource(volumeSnapshotsGVR).Namespace(ns).Get(ctx, kept.Status.Snapshot.Name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("the kept Backup's snapshot: %v", err)
+	}
 }

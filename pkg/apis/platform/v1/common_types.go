@@ -127,6 +127,7 @@ type BackupRunSettings struct {
 	// source says how the claim is read: directly (default), or from a CSI VolumeSnapshot cut
 	// at one instant.
 	// +optional
+	// +kubebuilder:default={copyMethod: Direct}
 	Source *BackupSource `json:"source,omitempty"`
 
 	// compression of the tar stream: zstd (default, .tar.zst), gzip (.tar.gz) or none (.tar).

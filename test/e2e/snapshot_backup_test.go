@@ -174,7 +174,8 @@ func TestSnapshotBackupReadsTheClaimAsItWasWhenCut(t *testing.T) {
 			return false, err
 		}
 		cond := meta.FindStatusCondition(got.Status.Conditions, platformv1.ConditionSucceeded)
-		return cond != nil && strings.Contains(cond.Message, "cannot start") && strings.Contains(cond.Message, "unbound"), fmt.Errorf("condition %+v", cond)
+		return cond != nil && strings.Contains(cond.Message, "cannot start") &&
+			strings.Contains(cond.Message, "PersistentVolumeClaim backup-storage is Pending, not bound to a volume"), fmt.Errorf("condition %+v", cond)
 	})
 
 	// Written to the live claim after the snapshot was cut: not in the backup.

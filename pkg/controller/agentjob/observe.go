@@ -69,6 +69,9 @@ type Observation struct {
 	// Stuck says why the pod StuckPod, which has not started, cannot start, with what to do;
 	// empty when no pod is known to be stuck.
 	Stuck, StuckPod string
+	// StuckClaims are the claims of StuckPod when the scheduler cannot place it: one that is
+	// not bound is the usual cause, which ExplainClaims names.
+	StuckClaims []string
 }
 
 // Observe classifies job and reads its pods: those of pods that job controls. Pods of other
@@ -106,7 +109,10 @@ func Observe(job *batchv1.Job, pods []*corev1.Pod) Observation {
 		}
 		if podStart(pod) == nil && pod.DeletionTimestamp == nil {
 			if why := stuck(pod); why != "" {
-				obs.Stuck, obs.StuckPod = why, pod.Name
+				obs.Stuck, obs.StuckPod, obs.StuckClaims = why, pod.Name, nil
+				if unschedulable(pod) {
+					obs.StuckClaims = podClaims(pod)
+				}
 			}
 		}
 		term := agentTermination(pod)

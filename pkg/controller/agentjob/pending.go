@@ -7,7 +7,9 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/utils/ptr"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
@@ -37,12 +39,54 @@ func stuck(pod *corev1.Pod) string {
 			}
 		}
 	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return fmt.Sprintf("the scheduler cannot place it: %s; check the claims it mounts are bound and a node has room for it", strings.TrimSuffix(c.Message, "."))
-		}
+	if c := unschedulableCondition(pod); c != nil {
+		return fmt.Sprintf("the scheduler cannot place it: %s; check the claims it mounts are bound and a node has room for it", strings.TrimSuffix(c.Message, "."))
 	}
 	return ""
+}
+
+func unschedulableCondition(pod *corev1.Pod) *corev1.PodCondition {
+	for i, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func unschedulable(pod *corev1.Pod) bool { return unschedulableCondition(pod) != nil }
+
+// podClaims are the claims pod mounts.
+func podClaims(pod *corev1.Pod) []string {
+	var names []string
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			names = append(names, v.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	return names
+}
+
+// ExplainClaims adds to obs.Stuck which claims of a pod the scheduler cannot place are not
+// bound, and what they are: the scheduler only says that some claim is unbound.
+func ExplainClaims(obs *Observation, claims corelisters.PersistentVolumeClaimLister, namespace string) {
+	var unbound []string
+	for _, name := range obs.StuckClaims {
+		claim, err := claims.PersistentVolumeClaims(namespace).Get(name)
+		switch {
+		case apierrors.IsNotFound(err):
+			unbound = append(unbound, fmt.Sprintf("PersistentVolumeClaim %s does not exist", name))
+		case err == nil && claim.Status.Phase != corev1.ClaimBound:
+			phase := claim.Status.Phase
+			if phase == "" {
+				phase = corev1.ClaimPending
+			}
+			unbound = append(unbound, fmt.Sprintf("PersistentVolumeClaim %s is %s, not bound to a volume (kubectl describe pvc %s says why)", name, phase, name))
+		}
+	}
+	if len(unbound) > 0 {
+		obs.Stuck += "; " + strings.Join(unbound, "; ")
+	}
 }
 
 // PendingDeadline is how long a run's pod may take to start, from the creation of its Job.

@@ -137,6 +137,7 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 	if err != nil {
 		return 0, err
 	}
+	agentjob.ExplainClaims(&obs, c.claims, b.Namespace)
 	if !obs.State.Finished() {
 		if obs.Stuck != "" {
 			// The Backup is going, so there is no status to say it in. The same message on each

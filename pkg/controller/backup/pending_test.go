@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +88,29 @@ func TestAPodThatDoesNotStartInTimeFailsTheBackupAndGoes(t *testing.T) {
 	agentjobtest.ExpectCondition(t, got.Status.Conditions, metav1.ConditionFalse, platformv1.ReasonPodNotStarted,
 		"did not start within pendingDeadlineSeconds (5m0s)", `secret "s3-creds" not found`)
 	agentjobtest.ExpectEvents(t, f.Events(), "Warning BackupFailed Backup failed (PodNotStarted)")
+}
+
+func TestAPodWaitingForAnUnboundClaimNamesIt(t *testing.T) {
+	f := newFixture(t)
+	b := pendingBackup()
+	job := ownJob(b)
+	pod := agentjobtest.Waiting(job, "backup-nightly-x1", "", "")
+	pod.Status.ContainerStatuses = nil
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+		Message: "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."}}
+	for _, claim := range []string{"data", platformv1.DefaultStorageClaimName} {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: claim, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}})
+	}
+	claims := defaultClaims()
+	claims[1].Status.Phase = corev1.ClaimPending
+	f.Backups, f.Claims, f.Jobs, f.AgentPods = []*platformv1.Backup{b}, claims, []*batchv1.Job{job}, []*corev1.Pod{pod}
+	f.MustRun()
+	got := f.status()
+	agentjobtest.ExpectCondition(t, got.Status.Conditions, metav1.ConditionUnknown, platformv1.ReasonJobPending,
+		"pod has unbound immediate PersistentVolumeClaims",
+		"; PersistentVolumeClaim backup-storage is Pending, not bound to a volume (kubectl describe pvc backup-storage says why)")
+	if c := agentjobtest.Condition(t, got.Status.Conditions); strings.Contains(c.Message, "PersistentVolumeClaim data") {
+		t.Fatalf("condition %q names the bound claim too", c.Message)
+	}
 }

@@ -285,6 +285,7 @@ func (c *Controller) follow(ctx context.Context, b *platformv1.Backup, job *batc
 	if err != nil {
 		return 0, err
 	}
+	agentjob.ExplainClaims(&obs, c.claims, b.Namespace)
 	b.Status.JobName = job.Name
 	if obs.NodeName != "" {
 		b.Status.NodeName = obs.NodeName

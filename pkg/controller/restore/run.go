@@ -317,6 +317,7 @@ func (c *Controller) follow(ctx context.Context, r *platformv1.Restore, job *bat
 	if err != nil {
 		return 0, err
 	}
+	agentjob.ExplainClaims(&obs, c.claims, r.Namespace)
 	r.Status.JobName = job.Name
 	if r.Status.StartTime == nil && obs.StartTime != nil {
 		r.Status.StartTime = obs.StartTime.DeepCopy()

@@ -51,9 +51,13 @@ func (a *readAhead) fill(r io.Reader) {
 		case <-a.done:
 			return
 		}
-		n, err := io.ReadFull(r, b)
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
+		// Not io.ReadFull: it turns an early io.EOF into io.ErrUnexpectedEOF, and a reader's own
+		// io.ErrUnexpectedEOF (age's, for a truncated archive) must reach the caller as it is.
+		n, err := 0, error(nil)
+		for n < len(b) && err == nil {
+			var m int
+			m, err = r.Read(b[n:])
+			n += m
 		}
 		select {
 		case a.full <- aheadChunk{b[:n], err}:

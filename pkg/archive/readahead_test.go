@@ -96,3 +96,14 @@ func TestReadAheadCloseStopsItsGoroutine(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestReadAheadKeepsTheSourcesUnexpectedEOF(t *testing.T) {
+	// age reports a truncated archive as io.ErrUnexpectedEOF; it must not become a clean end.
+	src := io.MultiReader(bytes.NewReader([]byte("abc")), iotest.ErrReader(io.ErrUnexpectedEOF))
+	a := newReadAhead(src, 2, 16)
+	defer a.Close()
+	got, err := io.ReadAll(a)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || string(got) != "abc" {
+		t.Fatalf("ReadAll = %q, %v; want the bytes and io.ErrUnexpectedEOF", got, err)
+	}
+}

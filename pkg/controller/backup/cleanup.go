@@ -40,7 +40,7 @@ func (c *Controller) finalize(ctx context.Context, b *platformv1.Backup) (time.D
 	if !slices.Contains(b.Finalizers, platformv1.FinalizerArchiveCleanup) {
 		return 0, nil
 	}
-	if b.Status.Snapshot != nil {
+	if fromSnapshot(b) {
 		// Garbage collection would delete them after the Backup is gone; this is sooner, and
 		// takes a kept snapshot with its Backup.
 		if err := c.dropSnapshot(ctx, b, false, "with the Backup"); err != nil {

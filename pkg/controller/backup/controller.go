@@ -184,7 +184,7 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 		// Completed and Failed are final: the status is the record of what happened. What a
 		// snapshot left is deleted here too, should the sync that ended the Backup have failed
 		// to (or a restart have cut it short).
-		if backup.Status.Snapshot != nil {
+		if fromSnapshot(backup) {
 			return 0, c.finishSnapshot(ctx, backup)
 		}
 		return 0, nil

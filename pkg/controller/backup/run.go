@@ -97,7 +97,7 @@ func (c *Controller) run(ctx context.Context, backup *platformv1.Backup) (time.D
 	case platformv1.BackupFailed:
 		c.deps.Metrics.BackupFinished(b.Namespace, b.Spec.PolicyName, metrics.ResultFailed, agentjob.Elapsed(b.Status.Duration), 0)
 	}
-	if b.Status.Snapshot != nil && b.Status.Phase.Final() {
+	if fromSnapshot(b) && b.Status.Phase.Final() {
 		// Once the end is recorded: a failed cleanup is retried by the next sync of the final
 		// Backup, and never holds back its result.
 		return 0, c.finishSnapshot(ctx, b)
@@ -182,7 +182,7 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 	}
 
 	source, node := claim, ""
-	if b.Status.Snapshot != nil || platformv1.CopyMethodOf(b.Spec.BackupRunSettings) == platformv1.CopyMethodSnapshot {
+	if fromSnapshot(b) {
 		// The agent reads a new claim made from the snapshot: no pod uses it, and it can be
 		// read on any node.
 		tmp, requeue, err := c.snapshotSource(ctx, b, claim, events)

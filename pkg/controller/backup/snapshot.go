@@ -61,6 +61,12 @@ func snapshotSelector(b *platformv1.Backup) labels.Selector {
 	return labels.SelectorFromSet(labels.Set{platformv1.LabelBackup: b.Name, agentjob.LabelComponent: ComponentSnapshot})
 }
 
+// fromSnapshot reports whether b reads a snapshot, or made one: a copyMethod Snapshot Backup
+// may have cut its snapshot in a sync whose status write failed.
+func fromSnapshot(b *platformv1.Backup) bool {
+	return b.Status.Snapshot != nil || platformv1.CopyMethodOf(b.Spec.BackupRunSettings) == platformv1.CopyMethodSnapshot
+}
+
 // snapshotSource advances the snapshot of b, a backup of claim, by one step: it cuts the
 // VolumeSnapshot, waits for it to be ready to use, and then makes the temporary claim the agent
 // reads. It returns that claim once it exists; until then, when to look again (the snapshot's

@@ -402,3 +402,13 @@ func TestDeletingASnapshotBackupMidRunDeletesItsSnapshotAndClaim(t *testing.T) {
 	// archive is cleaned up.
 	f.ExpectActions("delete persistentvolumeclaims backup-nightly", "delete volumesnapshots backup-nightly", "delete jobs backup-nightly")
 }
+
+func TestFailedSnapshotBackupWithoutASnapshotStatusStillCleansUp(t *testing.T) {
+	// The sync that cut the snapshot failed to write the status; a later one failed the Backup.
+	b := snapshotBackup()
+	b.Status.Phase = platformv1.BackupFailed
+	f := snapshotFixture(t, b)
+	f.Snapshots = []*snapshotv1.VolumeSnapshot{ownSnapshot(b, false)}
+	f.MustRun()
+	f.ExpectActions("delete volumesnapshots backup-nightly")
+}

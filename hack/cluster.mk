@@ -24,6 +24,10 @@ OPERATOR_IMAGE_TAR  := _output/images/backup-operator.tar
 OPERATOR_IMAGE_ID   := _output/images/backup-operator.id
 E2E_TIMEOUT         ?= 30m
 E2E_FLAGS           ?=
+# Tests that disrupt the cluster (a controller killed, the API server restarted, the operator's
+# Deployment changed) run first, one at a time; the others, which mostly wait for pods, then run
+# this many at once.
+E2E_PARALLEL        ?= 4
 
 .PHONY: cluster-up cluster-down cluster-status kubeconfig csi image image-build deploy e2e demo
 
@@ -86,7 +90,7 @@ e2e: ## Run the e2e tests against the local cluster.
 	eval "$$s3env"; \
 	KUBECONFIG=$(LOCAL_KUBECONFIG) PATH="$(LOCAL_BIN_DIR):$$PATH" E2E_HOSTPATH_DIR=$(LOCAL_CLUSTER_OUT)/state/volumes \
 		E2E_CSI_ROOT=$(LOCAL_CLUSTER_OUT)/state/csi/btrfs \
-		go test ./test/e2e/... -tags e2e -v -count=1 -timeout $(E2E_TIMEOUT) $(E2E_FLAGS)
+		go test ./test/e2e/... -tags e2e -v -count=1 -parallel $(E2E_PARALLEL) -timeout $(E2E_TIMEOUT) $(E2E_FLAGS)
 
 demo: ## From scratch: cluster, operator, a PVC with data, a Backup and a Restore.
 	@hack/demo.sh

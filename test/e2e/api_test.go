@@ -27,6 +27,7 @@ spec:
 `
 
 func TestCRDsAreEstablished(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	ctx := testContext(t)
 	want := map[string]string{
@@ -79,6 +80,7 @@ func TestCRDsAreEstablished(t *testing.T) {
 }
 
 func TestSeedPolicyExampleApplies(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	ns := e.Namespace(t)
 	out := e.Kubectl(t, []byte(seedPolicy), "apply", "-n", ns, "-f", "-")
@@ -110,6 +112,7 @@ func TestSeedPolicyExampleApplies(t *testing.T) {
 // schemas and validation rules) refuses bad objects with a message that names
 // the field.
 func TestInvalidObjectsAreRejected(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	ns := e.Namespace(t)
 	cases := []struct {

@@ -192,6 +192,7 @@ func backedUp(t *testing.T, e *Env, c versioned.Interface) (ns, dataDir, storage
 }
 
 func TestBackupAndRestoreGiveBackTheSameTree(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	c := platformClient(t, e)
 	ns, dataDir, storageDir, b := backedUp(t, e, c)
@@ -244,6 +245,7 @@ func expectSameTree(t *testing.T, want, got map[string]entry) {
 }
 
 func TestRestoreRefusesANonEmptyTarget(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	c := platformClient(t, e)
 	ns, _, _, _ := backedUp(t, e, c)
@@ -261,6 +263,7 @@ func TestRestoreRefusesANonEmptyTarget(t *testing.T) {
 }
 
 func TestCorruptedArchiveFailsWithChecksumMismatch(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	c := platformClient(t, e)
 	ns, _, storageDir, b := backedUp(t, e, c)
@@ -289,6 +292,7 @@ func TestCorruptedArchiveFailsWithChecksumMismatch(t *testing.T) {
 }
 
 func TestDeletingABackupRemovesItsArchive(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	c := platformClient(t, e)
 	ns, _, storageDir, b := backedUp(t, e, c)
@@ -311,6 +315,7 @@ func TestDeletingABackupRemovesItsArchive(t *testing.T) {
 // TestPostgresRestoresToARunningDatabase backs up a real PostgreSQL data directory, restores it
 // into a new claim, and starts PostgreSQL on the restored copy.
 func TestPostgresRestoresToARunningDatabase(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	c := platformClient(t, e)
 	script := os.Getenv("E2E_PGDATA_SCRIPT")

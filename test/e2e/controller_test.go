@@ -172,6 +172,7 @@ func checkNoBroadBindings(t *testing.T, e *Env) {
 }
 
 func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	controllerDeployment(t, e)
 	ctx := testContext(t)

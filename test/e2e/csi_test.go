@@ -52,6 +52,7 @@ var (
 // The subvolumes are checked on the node (this machine) under $E2E_CSI_ROOT,
 // which make e2e sets to the driver's root; without it those checks are left out.
 func TestCSIProvisioningAndSnapshots(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	ctx := testContext(t)
 	sc, err := e.Kube.StorageV1().StorageClasses().Get(ctx, csiStorageClass, metav1.GetOptions{})

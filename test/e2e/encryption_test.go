@@ -70,6 +70,7 @@ func restoreInto(t *testing.T, c versioned.Interface, ns, name, backup, target s
 }
 
 func TestEncryptedBackupToS3(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	for _, tool := range []string{"age", "tar", "sha256sum"} {

@@ -106,6 +106,7 @@ func (e *Env) HostPathPVC(t *testing.T, ns, name, size string) string {
 // TestNodeRunsPodsWithVolumes checks the node itself: a pod with a local image
 // and a hostPath PVC is scheduled, gets its volume and runs, and goes away.
 func TestNodeRunsPodsWithVolumes(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	ctx := testContext(t)
 	ns := e.Namespace(t)

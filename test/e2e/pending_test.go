@@ -63,7 +63,7 @@ func TestABackupWhosePodCannotPullItsImageSaysSoAndFails(t *testing.T) {
 	t.Cleanup(func() { setAgentImage(t, e, "") })
 
 	b := &platformv1.Backup{ObjectMeta: metav1.ObjectMeta{Name: "no-image"}, Spec: platformv1.BackupSpec{PVCName: "data"}}
-	b.Spec.PendingDeadlineSeconds = ptr.To[int64](90)
+	b.Spec.PendingDeadlineSeconds = ptr.To[int64](30)
 	if _, err := c.PlatformV1().Backups(ns).Create(ctx, b, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

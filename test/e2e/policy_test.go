@@ -21,6 +21,7 @@ import (
 // each run's Backup is created on time, completes, and retention prunes the history to the
 // newest two.
 func TestPolicyRunsOnTimeAndPrunesToKeepLast(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	ctx := testContext(t)
 	client, err := versioned.NewForConfig(e.Config)

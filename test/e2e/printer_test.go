@@ -17,6 +17,7 @@ func columns(out string) []string {
 }
 
 func TestPrinterColumns(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	ns := e.Namespace(t)
 	e.Kubectl(t, []byte(seedPolicy), "apply", "-n", ns, "-f", "-")

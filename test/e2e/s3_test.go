@@ -183,6 +183,7 @@ func (s *s3Env) openUploads(t *testing.T, bucket, prefix string) []string {
 }
 
 func TestBackupToS3AndRestoreFromIt(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	c := platformClient(t, e)
@@ -250,6 +251,7 @@ func TestBackupToS3AndRestoreFromIt(t *testing.T) {
 }
 
 func TestS3StorageProblemsAreNamed(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	c := platformClient(t, e)
@@ -275,6 +277,7 @@ func TestS3StorageProblemsAreNamed(t *testing.T) {
 }
 
 func TestTamperedS3ObjectFailsTheRestoreWithoutTouchingTheTarget(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	c := platformClient(t, e)
@@ -300,6 +303,7 @@ func TestTamperedS3ObjectFailsTheRestoreWithoutTouchingTheTarget(t *testing.T) {
 }
 
 func TestObjectLockedArchiveOutlivesItsBackup(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	if s.LockedBucket == "" {
@@ -352,6 +356,7 @@ func TestObjectLockedArchiveOutlivesItsBackup(t *testing.T) {
 }
 
 func TestReadOnlyStorageIsNeverWritten(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	c := platformClient(t, e)
@@ -380,6 +385,7 @@ func TestReadOnlyStorageIsNeverWritten(t *testing.T) {
 }
 
 func TestAgentStoppedMidUploadLeavesNothing(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	c := platformClient(t, e)
@@ -424,6 +430,7 @@ func TestAgentStoppedMidUploadLeavesNothing(t *testing.T) {
 // namespace is deleted with every Backup object, and a new namespace of the same name, given
 // only a ReadOnly BackupStorage on the same bucket, sees its Backups again and restores them.
 func TestNamespaceRecoversFromTheBucketAlone(t *testing.T) {
+	t.Parallel()
 	e := requireEnv(t)
 	s := requireS3(t)
 	c := platformClient(t, e)

@@ -155,6 +155,7 @@ func csiClaimSetup(t *testing.T) (*Env, versioned.Interface, string, *corev1.Per
 // was when the snapshot was cut, restores byte-identical into a claim the Restore provisions,
 // and nothing of the snapshot is left behind.
 func TestSnapshotBackupReadsTheClaimAsItWasWhenCut(t *testing.T) {
+	t.Parallel()
 	e, c, ns, pv := csiClaimSetup(t)
 	ctx := testContext(t)
 	dataDir := csiVolumeDir(t, pv)
@@ -205,6 +206,7 @@ func TestSnapshotBackupReadsTheClaimAsItWasWhenCut(t *testing.T) {
 
 // TestSnapshotBackupWithAMissingClassFails names a VolumeSnapshotClass that does not exist.
 func TestSnapshotBackupWithAMissingClassFails(t *testing.T) {
+	t.Parallel()
 	e, c, ns, _ := csiClaimSetup(t)
 	e.HostPathPVC(t, ns, platformv1.DefaultStorageClaimName, "1Gi")
 
@@ -221,6 +223,7 @@ func TestSnapshotBackupWithAMissingClassFails(t *testing.T) {
 // pod waits for its storage: the snapshot (kept otherwise), its content and the temporary claim
 // go with it.
 func TestDeletingASnapshotBackupMidRunCleansUp(t *testing.T) {
+	t.Parallel()
 	e, c, ns, _ := csiClaimSetup(t)
 	ctx := testContext(t)
 	bindStorage := pendingStorageClaim(t, e, ns)
@@ -262,6 +265,7 @@ func TestSnapshotBackupSurvivesAControllerRestart(t *testing.T) {
 // keepSnapshot and keepLast 1 twice: the pruned Backup's snapshot goes with it, the kept one's
 // stays until its Backup goes.
 func TestSnapshotPolicyKeepsItsSnapshotsWithItsBackups(t *testing.T) {
+	t.Parallel()
 	e, c, ns, _ := csiClaimSetup(t)
 	ctx := testContext(t)
 	e.HostPathPVC(t, ns, platformv1.DefaultStorageClaimName, "1Gi")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -366,15 +367,34 @@ func deleteControlled[T metav1.Object](ctx context.Context, b *platformv1.Backup
 	return deleted, nil
 }
 
-// finishSnapshot cleans up after a Backup with copyMethod Snapshot that has ended: it deletes the
-// temporary claim and, unless keepSnapshot kept a Completed Backup's, the snapshot.
+// finishSnapshot cleans up after a Backup with copyMethod Snapshot that has ended: it deletes its
+// finished Job, the temporary claim and, unless keepSnapshot kept a Completed Backup's, the
+// snapshot.
 func (c *Controller) finishSnapshot(ctx context.Context, b *platformv1.Backup) error {
-	return c.dropSnapshot(ctx, b, c.keepsSnapshot(b), "after the backup")
+	var jobs []*batchv1.Job
+	if job, err := c.jobs.Jobs(b.Namespace).Get(JobName(b)); err == nil {
+		jobs = append(jobs, job)
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	// A finished pod still counts as a user of the claims it mounts, so the temporary claim
+	// would stay Terminating for as long as its Job kept the pod: the Job goes first. The
+	// Backup's status holds all the Job told.
+	deleted, err := deleteControlled(ctx, b, "Job", jobs, func(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+		opts.PropagationPolicy = ptr.To(metav1.DeletePropagationBackground)
+		return c.deps.KubeClient.BatchV1().Jobs(b.Namespace).Delete(ctx, name, opts)
+	})
+	if err != nil {
+		return err
+	}
+	return c.dropSnapshot(ctx, b, c.keepsSnapshot(b), "after the backup", deleted...)
 }
 
-// dropSnapshot is releaseSnapshot with an Event that tells what was deleted, and when.
-func (c *Controller) dropSnapshot(ctx context.Context, b *platformv1.Backup, keep bool, when string) error {
+// dropSnapshot is releaseSnapshot with an Event that tells what was deleted (after what was
+// deleted before it), and when.
+func (c *Controller) dropSnapshot(ctx context.Context, b *platformv1.Backup, keep bool, when string, before ...string) error {
 	deleted, err := c.releaseSnapshot(ctx, b, keep)
+	deleted = append(before, deleted...)
 	if len(deleted) > 0 {
 		c.deps.Recorder.Eventf(b, corev1.EventTypeNormal, EventSnapshotDeleted, "Deleted %s %s", strings.Join(deleted, " and "), when)
 	}

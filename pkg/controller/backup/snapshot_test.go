@@ -2,6 +2,7 @@ package backup
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
@@ -328,9 +330,10 @@ func TestSnapshotBackupThatEndsDeletesItsSnapshotAndTemporaryClaim(t *testing.T)
 		keep      bool
 		deletes   []string
 	}{
-		{"completed", true, false, []string{"delete persistentvolumeclaims backup-nightly", "delete volumesnapshots backup-nightly"}},
-		{"completed, keepSnapshot", true, true, []string{"delete persistentvolumeclaims backup-nightly"}},
-		{"failed, keepSnapshot", false, true, []string{"delete persistentvolumeclaims backup-nightly", "delete volumesnapshots backup-nightly"}},
+		// The Job first: its finished pod would keep the temporary claim from going.
+		{"completed", true, false, []string{"delete jobs backup-nightly", "delete persistentvolumeclaims backup-nightly", "delete volumesnapshots backup-nightly"}},
+		{"completed, keepSnapshot", true, true, []string{"delete jobs backup-nightly", "delete persistentvolumeclaims backup-nightly"}},
+		{"failed, keepSnapshot", false, true, []string{"delete jobs backup-nightly", "delete persistentvolumeclaims backup-nightly", "delete volumesnapshots backup-nightly"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := readingBackup()
@@ -363,8 +366,15 @@ func TestSnapshotBackupThatEndsDeletesItsSnapshotAndTemporaryClaim(t *testing.T)
 			expectSnapshotCondition(t, got, platformv1.ConditionDataUploaded, wantUpload, wantReason)
 			expectSnapshotCondition(t, got, platformv1.ConditionSnapshotReady, metav1.ConditionTrue, platformv1.ReasonSnapshotReady)
 			events := f.Events()
-			if last := events[len(events)-1]; last[:len("Normal SnapshotDeleted")] != "Normal SnapshotDeleted" {
+			if last := events[len(events)-1]; !strings.HasPrefix(last, "Normal SnapshotDeleted Deleted Job backup-nightly and PersistentVolumeClaim backup-nightly") {
 				t.Fatalf("last event %q, want the deletion told", last)
+			}
+			for _, a := range f.KubeClient.Actions() {
+				if d, ok := a.(clienttesting.DeleteAction); ok && a.GetResource().Resource == "jobs" {
+					if p := d.GetDeleteOptions().PropagationPolicy; p == nil || *p != metav1.DeletePropagationBackground {
+						t.Fatalf("the Job is deleted with propagation %v, want Background so that its pods go", p)
+					}
+				}
 			}
 		})
 	}

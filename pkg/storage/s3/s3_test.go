@@ -285,6 +285,36 @@ func TestAbort(t *testing.T) {
 	})
 }
 
+// An upload can outlive its abort: versitygw stores a part whose request passed its checks before
+// the abort came, and so brings the upload back. Abort looks again after a failed part and aborts
+// again; here the proxy loses the first abort to stand for that.
+func TestAbortIsRepeatedWhileTheUploadRemains(t *testing.T) {
+	srv := shared(t)
+	cfg := newBucket(t, srv, false)
+	cfg.PartSize, cfg.Parallel = 5<<20, 1
+	p := newProxy(t, srv, &cfg)
+	b := newBackend(t, cfg)
+	none := func(*http.Request) bool { return false }
+	p.set(func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, none)
+	p.loseAborts(1)
+
+	s, err := b.Create(context.Background(), "k/again.tar.zst", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := randomData(1<<20, 3)
+	var werr error
+	for i := 0; i < 50 && werr == nil; i++ {
+		_, werr = s.Write(chunk)
+	}
+	wantReason(t, werr, archive.StorageAccessDenied)
+	s.Abort()
+	if n := p.count(`^DELETE .*uploadId=`); n != 2 {
+		t.Errorf("Abort sent %d aborts, want 2 (the lost one and the one after looking again)", n)
+	}
+	wantEmpty(t, b)
+}
+
 func TestTooManyParts(t *testing.T) {
 	srv := shared(t)
 	cfg := newBucket(t, srv, false)

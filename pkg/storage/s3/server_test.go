@@ -189,13 +189,15 @@ func newBackend(t testing.TB, cfg Config) *Backend {
 
 // proxy forwards requests to an S3 server and records them ("METHOD PATH?QUERY sse=… lock=…").
 // It answers AccessDenied to the requests that fail selects, and cuts the answers to those that
-// cut selects after 1 MiB.
+// cut selects after 1 MiB. It answers the first lose aborts of multipart uploads as done without
+// passing them on.
 type proxy struct {
 	*httptest.Server
 	mu   sync.Mutex
 	log  []string
 	fail func(r *http.Request) bool
 	cut  func(r *http.Request) bool
+	lose int
 }
 
 // newProxy starts a proxy to s; cfg is then pointed at it.
@@ -213,7 +215,15 @@ func newProxy(t testing.TB, s *server, cfg *Config) *proxy {
 		p.log = append(p.log, fmt.Sprintf("%s %s?%s sse=%s lock=%s", r.Method, r.URL.Path, r.URL.RawQuery,
 			r.Header.Get("X-Amz-Server-Side-Encryption"), r.Header.Get("X-Amz-Object-Lock-Mode")))
 		fail, cut := p.fail(r), p.cut(r)
+		lost := p.lose > 0 && r.Method == http.MethodDelete && r.URL.Query().Has("uploadId")
+		if lost {
+			p.lose--
+		}
 		p.mu.Unlock()
+		if lost {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		if fail {
 			w.WriteHeader(http.StatusForbidden)
 			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>denied by the test</Message></Error>`)
@@ -227,6 +237,13 @@ func newProxy(t testing.TB, s *server, cfg *Config) *proxy {
 	t.Cleanup(p.Close)
 	cfg.Endpoint = p.URL
 	return p
+}
+
+// loseAborts makes the proxy answer the next n aborts without passing them on.
+func (p *proxy) loseAborts(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lose = n
 }
 
 // set makes the proxy fail and cut the requests that fail and cut select.
@@ -250,6 +267,19 @@ func (w *cutWriter) Write(b []byte) (int, error) {
 	w.ResponseWriter.Write(b[:w.left])
 	w.ResponseWriter.(http.Flusher).Flush()
 	panic(http.ErrAbortHandler)
+}
+
+// count is the number of requests in the log matching re.
+func (p *proxy) count(re string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.log {
+		if regexp.MustCompile(re).MatchString(l) {
+			n++
+		}
+	}
+	return n
 }
 
 // index is the position in the log of the first request matching re, or -1.

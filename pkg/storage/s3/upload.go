@@ -113,6 +113,7 @@ type sink struct {
 	slots chan struct{} // one per upload in flight
 	wg    sync.WaitGroup
 	done  bool // completed or aborted
+	cut   bool // a part request failed or was canceled: the server may still be storing it
 
 	mu    sync.Mutex
 	parts []minio.CompletePart // by number - 1
@@ -228,6 +229,9 @@ func (s *sink) upload(n int, buf []byte) {
 		// The transport may still be reading buf (a server can answer before it has read the
 		// whole request), so buf is dropped rather than filled again.
 		s.fail(s.b.classify(err, fmt.Sprintf("upload part %d of %s", n, s.Name())))
+		s.mu.Lock()
+		s.cut = true
+		s.mu.Unlock()
 		<-s.slots
 		return
 	}
@@ -344,6 +348,34 @@ func (s *sink) Abort() {
 	// A failure leaves an incomplete upload, which a Delete of the key or the bucket's
 	// AbortIncompleteMultipartUpload lifecycle rule removes; Abort has no one to tell.
 	_ = s.b.core.AbortMultipartUpload(ctx, s.b.cfg.Bucket, s.key, s.uploadID)
+	s.mu.Lock()
+	cut := s.cut
+	s.mu.Unlock()
+	if cut {
+		s.b.abortAgain(ctx, s.key, s.uploadID, abortSettle)
+	}
+}
+
+// abortSettle are the pauses after which an aborted upload is looked for again.
+var abortSettle = []time.Duration{250 * time.Millisecond, 750 * time.Millisecond, 2 * time.Second}
+
+// abortAgain aborts the upload id of key again while it reappears after one of the pauses. A
+// part request that the client gave up on may still be stored by the server after the abort,
+// which brings the upload back (versitygw re-creates its directory); S3 documents the same:
+// "it might be necessary to abort a given multipart upload multiple times".
+func (b *Backend) abortAgain(ctx context.Context, key, id string, pauses []time.Duration) {
+	for _, d := range pauses {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return
+		}
+		_, err := b.core.ListObjectParts(ctx, b.cfg.Bucket, key, id, 0, 1)
+		if minio.ToErrorResponse(err).Code == "NoSuchUpload" {
+			continue
+		}
+		_ = b.core.AbortMultipartUpload(ctx, b.cfg.Bucket, key, id)
+	}
 }
 
 // putSmall writes a side object in one request with the configured encryption and retention.

@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"platform.example.com/backup-operator/pkg/agent"
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
@@ -196,18 +196,18 @@ func runController(ctx context.Context, args []string, stderr io.Writer) error {
 	if config.EventClient, err = kubernetes.NewForConfig(cfg); err != nil {
 		return fmt.Errorf("creating the events client: %w", err)
 	}
-	var healthz *leaderelection.HealthzAdaptor
+	var health *operator.LeaseHealth
 	if opts.leaderElect {
+		le := opts.leaderElection(os.Getenv, identity(os.Getenv))
 		// A leader that has not renewed its Lease for 20s past its duration is wedged: the
 		// liveness probe fails and the kubelet restarts it.
-		healthz = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
-		le := opts.leaderElection(os.Getenv, identity(os.Getenv))
-		le.Healthz = healthz
+		health = operator.NewLeaseHealth(le.LeaseDuration, 20*time.Second, clock.RealClock{})
+		le.Health = health
 		config.LeaderElection = &le
 		klog.FromContext(ctx).Info("Leader election", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
 	}
 	if opts.httpAddress != "" {
-		endpoints, err := serveEndpoints(ctx, opts.httpAddress, m, healthz)
+		endpoints, err := serveEndpoints(ctx, opts.httpAddress, m, health)
 		if err != nil {
 			return err
 		}

@@ -9,10 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/klog/v2"
 
 	"platform.example.com/backup-operator/pkg/metrics"
+	"platform.example.com/backup-operator/pkg/operator"
 )
 
 // endpoints serves what the kubelet and Prometheus ask the controller: /metrics, /healthz (the
@@ -26,13 +26,13 @@ type endpoints struct {
 
 // serveEndpoints listens on address and serves until shutdown is called. A nil leader check
 // (no leader election) leaves /healthz to the process alone.
-func serveEndpoints(ctx context.Context, address string, m *metrics.Metrics, leader *leaderelection.HealthzAdaptor) (*endpoints, error) {
+func serveEndpoints(ctx context.Context, address string, m *metrics.Metrics, leader *operator.LeaseHealth) (*endpoints, error) {
 	e := &endpoints{}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if leader != nil {
-			if err := leader.Check(r); err != nil {
+			if err := leader.Check(); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}

@@ -12,8 +12,10 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/clock"
 
 	"platform.example.com/backup-operator/pkg/metrics"
+	"platform.example.com/backup-operator/pkg/operator"
 	"platform.example.com/backup-operator/pkg/operator/operatortest"
 )
 
@@ -68,25 +70,24 @@ func TestEndpointsReportABusyAddress(t *testing.T) {
 func TestHealthzFailsForALeaderThatStoppedRenewing(t *testing.T) {
 	kubeClient := kubefake.NewSimpleClientset()
 	apiDown := operatortest.LeaseOutage(kubeClient)
+	health := operator.NewLeaseHealth(time.Second, 0, clock.RealClock{})
 	acquired := make(chan struct{})
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
+		Lock: health.Track(&resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Namespace: "backup-system", Name: "backup-operator"},
 			Client:     kubeClient.CoordinationV1(),
 			LockConfig: resourcelock.ResourceLockConfig{Identity: "replica-a"},
-		},
+		}),
 		LeaseDuration: time.Second, RenewDeadline: 500 * time.Millisecond, RetryPeriod: 100 * time.Millisecond,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(context.Context) { close(acquired) },
+			OnStartedLeading: func(context.Context) { health.SetLeading(true); close(acquired) },
 			OnStoppedLeading: func() {},
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	healthz := leaderelection.NewLeaderHealthzAdaptor(0)
-	healthz.SetLeaderElection(elector)
-	e, err := serveEndpoints(context.Background(), "127.0.0.1:0", metrics.New(), healthz)
+	e, err := serveEndpoints(context.Background(), "127.0.0.1:0", metrics.New(), health)
 	if err != nil {
 		t.Fatal(err)
 	}

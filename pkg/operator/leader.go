@@ -32,9 +32,10 @@ type LeaderElection struct {
 	RenewDeadline time.Duration
 	// RetryPeriod is how often the candidates try to acquire, and the leader to renew.
 	RetryPeriod time.Duration
-	// Healthz, when set, is told about each election, so that a liveness probe fails when the
-	// leader has not renewed its Lease for long past its duration: a wedged leader is restarted.
-	Healthz *leaderelection.HealthzAdaptor
+	// Health, when set, sees each renewal and whether this replica leads, so that a liveness
+	// probe fails when the leader has not renewed its Lease for long past its duration: a
+	// wedged leader is restarted.
+	Health *LeaseHealth
 }
 
 // Validate checks the durations as client-go's elector will, with the reason in words.
@@ -79,10 +80,13 @@ func checkLease(ctx context.Context, kubeClient kubernetes.Interface, le LeaderE
 // the API server is away) stops its controllers and campaigns again, with its caches still
 // full: it recovers without a restart.
 func lead(ctx context.Context, le LeaderElection, kubeClient kubernetes.Interface, recorder resourcelock.EventRecorder, m *metrics.Metrics, run func(context.Context)) error {
-	lock := &resourcelock.LeaseLock{
+	var lock resourcelock.Interface = &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: le.Namespace, Name: le.Name},
 		Client:     kubeClient.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity, EventRecorder: recorder},
+	}
+	if le.Health != nil {
+		lock = le.Health.Track(lock)
 	}
 	for ctx.Err() == nil {
 		if err := term(ctx, le, lock, m, run); err != nil {
@@ -123,9 +127,6 @@ func term(ctx context.Context, le LeaderElection, lock resourcelock.Interface, m
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
-	if le.Healthz != nil {
-		le.Healthz.SetLeaderElection(elector)
-	}
 	m.SetLeader(le.Name, false)
 
 	elected := make(chan struct{})
@@ -144,6 +145,9 @@ func term(ctx context.Context, le LeaderElection, lock resourcelock.Interface, m
 		return nil
 	case leaderCtx := <-leading:
 		logger.Info("Leading: starting the controllers")
+		if le.Health != nil {
+			le.Health.SetLeading(true)
+		}
 		runCtx, cancel := context.WithCancel(leaderCtx)
 		stop := context.AfterFunc(ctx, cancel)
 		run(runCtx)
@@ -152,6 +156,9 @@ func term(ctx context.Context, le LeaderElection, lock resourcelock.Interface, m
 		lost := leaderCtx.Err() != nil && ctx.Err() == nil
 		stopElecting()
 		<-elected
+		if le.Health != nil {
+			le.Health.SetLeading(false)
+		}
 		m.SetLeader(le.Name, false)
 		m.ForgetPolicies()
 		if lost {

@@ -18,6 +18,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned/fake"
@@ -71,11 +72,16 @@ type replica struct {
 
 func startReplica(t *testing.T, kubeClient kubernetes.Interface, name string, finishing time.Duration) *replica {
 	t.Helper()
-	r := &replica{name: name, done: make(chan error, 1), started: make(chan struct{}, 10), stopped: make(chan struct{}, 10), finishing: finishing}
+	return startElection(t, kubeClient, fastElection(name), finishing)
+}
+
+func startElection(t *testing.T, kubeClient kubernetes.Interface, le LeaderElection, finishing time.Duration) *replica {
+	t.Helper()
+	r := &replica{name: le.Identity, done: make(chan error, 1), started: make(chan struct{}, 10), stopped: make(chan struct{}, 10), finishing: finishing}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() {
-		r.done <- lead(ctx, fastElection(name), kubeClient, &record.FakeRecorder{}, nil, func(ctx context.Context) {
+		r.done <- lead(ctx, le, kubeClient, &record.FakeRecorder{}, nil, func(ctx context.Context) {
 			r.started <- struct{}{}
 			<-ctx.Done()
 			time.Sleep(r.finishing)
@@ -164,6 +170,38 @@ func TestALeaderThatCannotRenewStopsAndCampaignsAgain(t *testing.T) {
 	within(t, a.started, 5*time.Second, "replica-a leading again")
 	if got := holder(t, kubeClient); got != "replica-a" {
 		t.Fatalf("the Lease is held by %q, want replica-a", got)
+	}
+}
+
+// The liveness check sees the campaign: healthy while the leader renews, failing once it leads
+// without renewing past the Lease's duration (its controllers are slow to stop), healthy again
+// once it stands by.
+func TestLeaseHealthFollowsTheCampaign(t *testing.T) {
+	kubeClient := kubefake.NewSimpleClientset()
+	apiDown := operatortest.LeaseOutage(kubeClient)
+	le := fastElection("replica-a")
+	le.Health = NewLeaseHealth(le.LeaseDuration, 0, clock.RealClock{})
+	a := startElection(t, kubeClient, le, 3*time.Second)
+	within(t, a.started, 5*time.Second, "replica-a leading")
+	if err := le.Health.Check(); err != nil {
+		t.Fatalf("a leader renewing its Lease is unhealthy: %v", err)
+	}
+	apiDown.Store(true)
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for le.Health.Check() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the check still passes 2.5s after the renewals of a 1.2s Lease stopped")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	within(t, a.stopped, 5*time.Second, "the leader stopping after it could not renew")
+	// The campaign marks the replica a standby once the elector has ended, after the stop.
+	deadline = time.Now().Add(5 * time.Second)
+	for err := le.Health.Check(); err != nil; err = le.Health.Check() {
+		if time.Now().After(deadline) {
+			t.Fatalf("a replica that no longer leads is still unhealthy: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

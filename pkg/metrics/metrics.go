@@ -20,6 +20,8 @@ const namespace = "backup_operator"
 const (
 	ResultCompleted = "completed"
 	ResultFailed    = "failed"
+	// ResultSucceeded is a drill run's success.
+	ResultSucceeded = "succeeded"
 )
 
 // Metrics holds the operator's metrics and the registry that serves them. A nil *Metrics
@@ -37,6 +39,14 @@ type Metrics struct {
 	archiveSize      *prometheus.HistogramVec
 	scheduleSkew     prometheus.Histogram
 	retentionDeleted *prometheus.CounterVec
+
+	drillRuns          *prometheus.CounterVec
+	drillLastSuccess   *prometheus.GaugeVec
+	drillInterval      *prometheus.GaugeVec
+	drillCreated       *prometheus.GaugeVec
+	drillTimeToRestore *prometheus.HistogramVec
+	drillLastTTR       *prometheus.GaugeVec
+	drillBackupAge     *prometheus.GaugeVec
 }
 
 // New makes the operator's metrics in a registry of their own, with the Go and process
@@ -91,12 +101,43 @@ func New() *Metrics {
 			Namespace: namespace, Name: "retention_deleted_backups_total",
 			Help: "Backups deleted by retention because no rule keeps them.",
 		}, []string{"namespace", "policy"}),
+		drillRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "drill_runs_total",
+			Help: "RestoreDrill runs that ended, by result (succeeded or failed) and reason (DrillPassed, or the first failed claim's, such as ProbeFailed or RTOExceeded).",
+		}, []string{"namespace", "drill", "result", "reason"}),
+		drillLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_successful_drill_timestamp_seconds",
+			Help: "Unix time at which the latest successful run of a RestoreDrill completed.",
+		}, []string{"namespace", "drill"}),
+		drillInterval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "drill_schedule_interval_seconds",
+			Help: "Seconds from a drill's latest scheduled time to its next one, while it schedules runs. Alert when the last success is older than two of them.",
+		}, []string{"namespace", "drill"}),
+		drillCreated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "drill_created_timestamp_seconds",
+			Help: "Unix creation time of a drill, while it schedules runs: the age to alert on for a drill that never succeeded.",
+		}, []string{"namespace", "drill"}),
+		drillTimeToRestore: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "drill_time_to_restore_seconds",
+			Help:    "Time from a drill run's start to a claim's data restored and its probe passed.",
+			Buckets: durationBuckets,
+		}, []string{"namespace", "drill"}),
+		drillLastTTR: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "drill_last_time_to_restore_seconds",
+			Help: "Time to restore of each claim in the latest run of a drill that restored it.",
+		}, []string{"namespace", "drill", "pvc"}),
+		drillBackupAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "drill_backup_age_seconds",
+			Help: "Age of the Backup each claim's latest drill restored, at the run's start: the recovery point it proved.",
+		}, []string{"namespace", "drill", "pvc"}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.lastSuccess, m.policyInterval, m.policyCreated, m.backups, m.restores,
 		m.backupDuration, m.restoreDuration, m.archiveSize, m.scheduleSkew, m.retentionDeleted,
+		m.drillRuns, m.drillLastSuccess, m.drillInterval, m.drillCreated, m.drillTimeToRestore,
+		m.drillLastTTR, m.drillBackupAge,
 	)
 	return m
 }
@@ -179,6 +220,81 @@ func (m *Metrics) RetentionDeleted(namespace, policy string, count int) {
 	m.retentionDeleted.WithLabelValues(namespace, policy).Add(float64(count))
 }
 
+// DrillTimeToRestore records the time to restore of one claim's drill, once, when it passed.
+func (m *Metrics) DrillTimeToRestore(namespace, drill string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.drillTimeToRestore.WithLabelValues(namespace, drill).Observe(d.Seconds())
+}
+
+// DrillRunFinished records a drill run that ended, once.
+func (m *Metrics) DrillRunFinished(namespace, drill, result, reason string) {
+	if m == nil {
+		return
+	}
+	m.drillRuns.WithLabelValues(namespace, drill, result, reason).Inc()
+}
+
+// DrillObserved sets a drill's gauges from its status, on every sync, so that a new leader
+// reports them too: its last success, and for each claim of its latest run the time to restore
+// and the age of the Backup restored, where known.
+func (m *Metrics) DrillObserved(namespace, drill string, lastSuccess *time.Time, claims []DrillClaimFigures) {
+	if m == nil {
+		return
+	}
+	if lastSuccess != nil {
+		m.drillLastSuccess.WithLabelValues(namespace, drill).Set(float64(lastSuccess.Unix()))
+	}
+	for _, c := range claims {
+		if c.TimeToRestore != nil {
+			m.drillLastTTR.WithLabelValues(namespace, drill, c.PVC).Set(c.TimeToRestore.Seconds())
+		}
+		if c.BackupAge != nil {
+			m.drillBackupAge.WithLabelValues(namespace, drill, c.PVC).Set(c.BackupAge.Seconds())
+		}
+	}
+}
+
+// DrillClaimFigures are one claim's figures in a drill's latest run.
+type DrillClaimFigures struct {
+	PVC                      string
+	TimeToRestore, BackupAge *time.Duration
+}
+
+// DrillScheduled records that a drill schedules runs every interval.
+func (m *Metrics) DrillScheduled(namespace, drill string, created time.Time, interval time.Duration) {
+	if m == nil {
+		return
+	}
+	m.drillInterval.WithLabelValues(namespace, drill).Set(interval.Seconds())
+	m.drillCreated.WithLabelValues(namespace, drill).Set(float64(created.Unix()))
+}
+
+// DrillUnscheduled records that a drill schedules no runs (suspended or invalid), so that no
+// "no recent drill" alert fires for it.
+func (m *Metrics) DrillUnscheduled(namespace, drill string) {
+	if m == nil {
+		return
+	}
+	labels := prometheus.Labels{"namespace": namespace, "drill": drill}
+	m.drillInterval.DeletePartialMatch(labels)
+	m.drillCreated.DeletePartialMatch(labels)
+}
+
+// ForgetDrill drops a deleted drill's series.
+func (m *Metrics) ForgetDrill(namespace, drill string) {
+	if m == nil {
+		return
+	}
+	labels := prometheus.Labels{"namespace": namespace, "drill": drill}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.drillRuns, m.drillLastSuccess, m.drillInterval, m.drillCreated, m.drillTimeToRestore, m.drillLastTTR, m.drillBackupAge} {
+		v.DeletePartialMatch(labels)
+	}
+}
+
 // ForgetPolicy drops a deleted policy's series, so that its last success does not raise a
 // "no recent backup" alert forever.
 func (m *Metrics) ForgetPolicy(namespace, policy string) {
@@ -205,6 +321,11 @@ func (m *Metrics) ForgetPolicies() {
 	m.lastSuccess.Reset()
 	m.policyInterval.Reset()
 	m.policyCreated.Reset()
+	m.drillLastSuccess.Reset()
+	m.drillInterval.Reset()
+	m.drillCreated.Reset()
+	m.drillLastTTR.Reset()
+	m.drillBackupAge.Reset()
 }
 
 // Sample is the value of the first series of the named metric: a counter's or gauge's value, or

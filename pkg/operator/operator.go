@@ -33,6 +33,7 @@ import (
 	"platform.example.com/backup-operator/pkg/controller/backuppolicy"
 	"platform.example.com/backup-operator/pkg/controller/backupstorage"
 	"platform.example.com/backup-operator/pkg/controller/restore"
+	"platform.example.com/backup-operator/pkg/controller/restoredrill"
 	"platform.example.com/backup-operator/pkg/generated/clientset/versioned"
 	platformscheme "platform.example.com/backup-operator/pkg/generated/clientset/versioned/scheme"
 	informers "platform.example.com/backup-operator/pkg/generated/informers/externalversions"
@@ -84,6 +85,7 @@ var constructors = map[string]func(controller.Deps) (runner, error){
 	backup.ControllerName:        func(d controller.Deps) (runner, error) { return backup.NewController(d) },
 	restore.ControllerName:       func(d controller.Deps) (runner, error) { return restore.NewController(d) },
 	backupstorage.ControllerName: func(d controller.Deps) (runner, error) { return backupstorage.NewController(d) },
+	restoredrill.ControllerName:  func(d controller.Deps) (runner, error) { return restoredrill.NewController(d) },
 }
 
 // Names lists the controllers Run knows, sorted.

@@ -15,6 +15,7 @@ import (
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Size",type=string,JSONPath=`.status.artifact.displaySize`
 // +kubebuilder:printcolumn:name="Duration",type=string,JSONPath=`.status.duration`
+// +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.lastVerified.result`,description="Result of the latest RestoreDrill of this Backup"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="SHA256",type=string,JSONPath=`.status.artifact.sha256`,priority=1
 // +kubebuilder:printcolumn:name="Method",type=string,JSONPath=`.spec.source.copyMethod`,priority=1
@@ -121,6 +122,11 @@ type BackupStatus struct {
 	// artifact is the archive on storage; set once the backup is Completed.
 	// +optional
 	Artifact *Artifact `json:"artifact,omitempty"`
+
+	// lastVerified is the latest RestoreDrill of this Backup: when, which drill, and its
+	// verdict. A Backup that a drill restored and probed is proven, not hoped for.
+	// +optional
+	LastVerified *BackupVerification `json:"lastVerified,omitempty"`
 }
 
 // Artifact is an archive on storage and what is known about it.

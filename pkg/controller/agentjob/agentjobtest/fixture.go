@@ -35,6 +35,8 @@ type Fixture struct {
 	Backups  []*platformv1.Backup
 	Restores []*platformv1.Restore
 	Storages []*platformv1.BackupStorage
+	Policies []*platformv1.BackupPolicy
+	Drills   []*platformv1.RestoreDrill
 	Claims   []*corev1.PersistentVolumeClaim
 	// Jobs and AgentPods are in the API and in the filtered informers' caches.
 	Jobs      []*batchv1.Job
@@ -104,6 +106,12 @@ func Build[C any](f *Fixture, newController func(controller.Deps) (C, error)) C 
 	for _, s := range f.Storages {
 		objs = append(objs, s)
 	}
+	for _, p := range f.Policies {
+		objs = append(objs, p)
+	}
+	for _, d := range f.Drills {
+		objs = append(objs, d)
+	}
 	f.Client = fake.NewSimpleClientset(objs...)
 	var kubeObjs []runtime.Object
 	for _, c := range f.Claims {
@@ -164,6 +172,12 @@ func Build[C any](f *Fixture, newController func(controller.Deps) (C, error)) C 
 	for _, s := range f.Storages {
 		f.must(deps.Informers.Platform().V1().BackupStorages().Informer().GetIndexer().Add(s))
 	}
+	for _, p := range f.Policies {
+		f.must(deps.Informers.Platform().V1().BackupPolicies().Informer().GetIndexer().Add(p))
+	}
+	for _, d := range f.Drills {
+		f.must(deps.Informers.Platform().V1().RestoreDrills().Informer().GetIndexer().Add(d))
+	}
 	for _, cl := range f.Claims {
 		f.must(deps.ClaimInformers.Core().V1().PersistentVolumeClaims().Informer().GetIndexer().Add(cl))
 	}
@@ -184,8 +198,8 @@ func (f *Fixture) must(err error) {
 }
 
 // ExpectActions fails the test unless the clients recorded exactly want, in order: those on
-// Backups and Restores from the platform client, those on VolumeSnapshots and their classes
-// from the snapshot client, the others from the kube client.
+// Backups, Restores and RestoreDrills from the platform client, those on VolumeSnapshots and
+// their classes from the snapshot client, the others from the kube client.
 func (f *Fixture) ExpectActions(want ...string) {
 	f.T.Helper()
 	ExpectActions(f.T, "platform client", f.Client.Actions(), filter(want, clientPlatform)...)
@@ -207,7 +221,7 @@ func filter(actions []string, client int) []string {
 	for _, a := range actions {
 		of := clientKube
 		switch {
-		case strings.Contains(a, " backups") || strings.Contains(a, " restores"):
+		case strings.Contains(a, " backups") || strings.Contains(a, " restores") || strings.Contains(a, " restoredrills"):
 			of = clientPlatform
 		case strings.Contains(a, " volumesnapshot"):
 			of = clientSnapshot

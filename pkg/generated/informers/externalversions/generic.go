@@ -61,6 +61,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Platform().V1().BackupStorages().Informer()}, nil
 	case v1.SchemeGroupVersion.WithResource("restores"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Platform().V1().Restores().Informer()}, nil
+	case v1.SchemeGroupVersion.WithResource("restoredrills"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Platform().V1().RestoreDrills().Informer()}, nil
 
 	}
 

@@ -49,3 +49,11 @@ type RestoreListerExpansion interface{}
 // RestoreNamespaceListerExpansion allows custom methods to be added to
 // RestoreNamespaceLister.
 type RestoreNamespaceListerExpansion interface{}
+
+// RestoreDrillListerExpansion allows custom methods to be added to
+// RestoreDrillLister.
+type RestoreDrillListerExpansion interface{}
+
+// RestoreDrillNamespaceListerExpansion allows custom methods to be added to
+// RestoreDrillNamespaceLister.
+type RestoreDrillNamespaceListerExpansion interface{}

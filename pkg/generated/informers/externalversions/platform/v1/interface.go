@@ -32,6 +32,8 @@ type Interface interface {
 	BackupStorages() BackupStorageInformer
 	// Restores returns a RestoreInformer.
 	Restores() RestoreInformer
+	// RestoreDrills returns a RestoreDrillInformer.
+	RestoreDrills() RestoreDrillInformer
 }
 
 type version struct {
@@ -63,4 +65,9 @@ func (v *version) BackupStorages() BackupStorageInformer {
 // Restores returns a RestoreInformer.
 func (v *version) Restores() RestoreInformer {
 	return &restoreInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// RestoreDrills returns a RestoreDrillInformer.
+func (v *version) RestoreDrills() RestoreDrillInformer {
+	return &restoreDrillInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }

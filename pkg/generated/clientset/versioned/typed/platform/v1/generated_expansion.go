@@ -25,3 +25,5 @@ type BackupPolicyExpansion interface{}
 type BackupStorageExpansion interface{}
 
 type RestoreExpansion interface{}
+
+type RestoreDrillExpansion interface{}

@@ -32,6 +32,7 @@ type PlatformV1Interface interface {
 	BackupPoliciesGetter
 	BackupStoragesGetter
 	RestoresGetter
+	RestoreDrillsGetter
 }
 
 // PlatformV1Client is used to interact with features provided by the platform.example.com group.
@@ -53,6 +54,10 @@ func (c *PlatformV1Client) BackupStorages(namespace string) BackupStorageInterfa
 
 func (c *PlatformV1Client) Restores(namespace string) RestoreInterface {
 	return newRestores(c, namespace)
+}
+
+func (c *PlatformV1Client) RestoreDrills(namespace string) RestoreDrillInterface {
+	return newRestoreDrills(c, namespace)
 }
 
 // NewForConfig creates a new PlatformV1Client for the given config.

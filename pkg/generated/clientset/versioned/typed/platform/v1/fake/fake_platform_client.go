@@ -44,6 +44,10 @@ func (c *FakePlatformV1) Restores(namespace string) v1.RestoreInterface {
 	return newFakeRestores(c, namespace)
 }
 
+func (c *FakePlatformV1) RestoreDrills(namespace string) v1.RestoreDrillInterface {
+	return newFakeRestoreDrills(c, namespace)
+}
+
 // RESTClient returns a RESTClient that is used to communicate
 // with API server by this client implementation.
 func (c *FakePlatformV1) RESTClient() rest.Interface {

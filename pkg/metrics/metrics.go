@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const namespace = "backup_operator"
@@ -47,6 +48,7 @@ type Metrics struct {
 	drillTimeToRestore *prometheus.HistogramVec
 	drillLastTTR       *prometheus.GaugeVec
 	drillBackupAge     *prometheus.GaugeVec
+	drillRTO           *prometheus.GaugeVec
 }
 
 // New makes the operator's metrics in a registry of their own, with the Go and process
@@ -103,8 +105,8 @@ func New() *Metrics {
 		}, []string{"namespace", "policy"}),
 		drillRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "drill_runs_total",
-			Help: "RestoreDrill runs that ended, by result (succeeded or failed) and reason (DrillPassed, or the first failed claim's, such as ProbeFailed or RTOExceeded).",
-		}, []string{"namespace", "drill", "result", "reason"}),
+			Help: "RestoreDrill runs that ended, by result (succeeded or failed). A scheduled drill's series start at 0.",
+		}, []string{"namespace", "drill", "result"}),
 		drillLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_successful_drill_timestamp_seconds",
 			Help: "Unix time at which the latest successful run of a RestoreDrill completed.",
@@ -130,6 +132,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "drill_backup_age_seconds",
 			Help: "Age of the Backup each claim's latest drill restored, at the run's start: the recovery point it proved.",
 		}, []string{"namespace", "drill", "pvc"}),
+		drillRTO: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "drill_max_time_to_restore_seconds",
+			Help: "A drill's recovery time objective (spec.objectives.maxTimeToRestore), when it sets one. Alert when a claim's last time to restore exceeds it.",
+		}, []string{"namespace", "drill"}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -137,7 +143,7 @@ func New() *Metrics {
 		m.lastSuccess, m.policyInterval, m.policyCreated, m.backups, m.restores,
 		m.backupDuration, m.restoreDuration, m.archiveSize, m.scheduleSkew, m.retentionDeleted,
 		m.drillRuns, m.drillLastSuccess, m.drillInterval, m.drillCreated, m.drillTimeToRestore,
-		m.drillLastTTR, m.drillBackupAge,
+		m.drillLastTTR, m.drillBackupAge, m.drillRTO,
 	)
 	return m
 }
@@ -229,19 +235,24 @@ func (m *Metrics) DrillTimeToRestore(namespace, drill string, d time.Duration) {
 }
 
 // DrillRunFinished records a drill run that ended, once.
-func (m *Metrics) DrillRunFinished(namespace, drill, result, reason string) {
+func (m *Metrics) DrillRunFinished(namespace, drill, result string) {
 	if m == nil {
 		return
 	}
-	m.drillRuns.WithLabelValues(namespace, drill, result, reason).Inc()
+	m.drillRuns.WithLabelValues(namespace, drill, result).Inc()
 }
 
 // DrillObserved sets a drill's gauges from its status, on every sync, so that a new leader
 // reports them too: its last success, and for each claim of its latest run the time to restore
-// and the age of the Backup restored, where known.
-func (m *Metrics) DrillObserved(namespace, drill string, lastSuccess *time.Time, claims []DrillClaimFigures) {
+// and the age of the Backup restored, where known; and its recovery time objective, if any.
+func (m *Metrics) DrillObserved(namespace, drill string, lastSuccess *time.Time, rto *time.Duration, claims []DrillClaimFigures) {
 	if m == nil {
 		return
+	}
+	if rto != nil {
+		m.drillRTO.WithLabelValues(namespace, drill).Set(rto.Seconds())
+	} else {
+		m.drillRTO.DeleteLabelValues(namespace, drill)
 	}
 	if lastSuccess != nil {
 		m.drillLastSuccess.WithLabelValues(namespace, drill).Set(float64(lastSuccess.Unix()))
@@ -269,6 +280,9 @@ func (m *Metrics) DrillScheduled(namespace, drill string, created time.Time, int
 	}
 	m.drillInterval.WithLabelValues(namespace, drill).Set(interval.Seconds())
 	m.drillCreated.WithLabelValues(namespace, drill).Set(float64(created.Unix()))
+	// At zero from the start, so that increase() sees a scheduled drill's first failure.
+	m.drillRuns.WithLabelValues(namespace, drill, ResultSucceeded)
+	m.drillRuns.WithLabelValues(namespace, drill, ResultFailed)
 }
 
 // DrillUnscheduled records that a drill schedules no runs (suspended or invalid), so that no
@@ -290,7 +304,7 @@ func (m *Metrics) ForgetDrill(namespace, drill string) {
 	labels := prometheus.Labels{"namespace": namespace, "drill": drill}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.drillRuns, m.drillLastSuccess, m.drillInterval, m.drillCreated, m.drillTimeToRestore, m.drillLastTTR, m.drillBackupAge} {
+	}{m.drillRuns, m.drillLastSuccess, m.drillInterval, m.drillCreated, m.drillTimeToRestore, m.drillLastTTR, m.drillBackupAge, m.drillRTO} {
 		v.DeletePartialMatch(labels)
 	}
 }
@@ -326,28 +340,51 @@ func (m *Metrics) ForgetPolicies() {
 	m.drillCreated.Reset()
 	m.drillLastTTR.Reset()
 	m.drillBackupAge.Reset()
+	m.drillRTO.Reset()
 }
 
-// Sample is the value of the first series of the named metric: a counter's or gauge's value, or
-// a histogram's sample count; zero when the metric has no series. Tests read metrics with it.
-func (m *Metrics) Sample(name string) float64 {
+// Sample sums the named metric over its series whose labels match every "label=value" of match:
+// counters' and gauges' values, histograms' sample counts; zero when none matches. Tests read
+// metrics with it.
+func (m *Metrics) Sample(name string, match ...string) float64 {
 	families, err := m.registry.Gather()
 	if err != nil {
 		return 0
 	}
+	var sum float64
 	for _, mf := range families {
-		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+		if mf.GetName() != name {
 			continue
 		}
-		s := mf.GetMetric()[0]
-		switch {
-		case s.GetCounter() != nil:
-			return s.GetCounter().GetValue()
-		case s.GetGauge() != nil:
-			return s.GetGauge().GetValue()
-		case s.GetHistogram() != nil:
-			return float64(s.GetHistogram().GetSampleCount())
+		for _, s := range mf.GetMetric() {
+			if !labelsMatch(s.GetLabel(), match) {
+				continue
+			}
+			switch {
+			case s.GetCounter() != nil:
+				sum += s.GetCounter().GetValue()
+			case s.GetGauge() != nil:
+				sum += s.GetGauge().GetValue()
+			case s.GetHistogram() != nil:
+				sum += float64(s.GetHistogram().GetSampleCount())
+			}
 		}
 	}
-	return 0
+	return sum
+}
+
+func labelsMatch(labels []*dto.LabelPair, match []string) bool {
+	for _, want := range match {
+		found := false
+		for _, l := range labels {
+			if l.GetName()+"="+l.GetValue() == want {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }

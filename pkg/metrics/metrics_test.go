@@ -114,6 +114,21 @@ func TestSample(t *testing.T) {
 	if got := m.Sample("backup_operator_last_successful_backup_timestamp_seconds"); got != 42 {
 		t.Fatalf("gauge = %v", got)
 	}
+	m.BackupFinished("db", "daily", ResultFailed, time.Second, 0)
+	m.BackupFinished("db", "daily", ResultFailed, time.Second, 0)
+	for _, tc := range []struct {
+		match []string
+		want  float64
+	}{
+		{nil, 3},
+		{[]string{"result=" + ResultFailed}, 2},
+		{[]string{"policy=daily", "result=" + ResultCompleted}, 1},
+		{[]string{"policy=weekly"}, 0},
+	} {
+		if got := m.Sample("backup_operator_backups_total", tc.match...); got != tc.want {
+			t.Errorf("backups_total matching %q = %v, want %v", tc.match, got, tc.want)
+		}
+	}
 }
 
 func TestNilMetricsRecordNothing(t *testing.T) {

@@ -292,7 +292,7 @@ func TestClaimsWithoutAUsableBackupFailAtOnce(t *testing.T) {
 			if got.Status.LastRun.Result != platformv1.DrillFailed || got.Status.LastRun.CompletionTime == nil {
 				t.Errorf("run = %s, want it failed and complete", agentjobtest.Describe(got.Status.LastRun))
 			}
-			if got := f.Metrics.Sample("backup_operator_drill_runs_total"); got != 1 {
+			if got := f.Metrics.Sample("backup_operator_drill_runs_total", "result=failed"); got != 1 {
 				t.Errorf("drill_runs_total = %v, want 1", got)
 			}
 		})
@@ -369,9 +369,11 @@ func TestAPassedProbeSucceedsTheRunVerifiesTheBackupAndCleansUp(t *testing.T) {
 	}
 	expectCondition(t, got, platformv1.ConditionSucceeded, metav1.ConditionTrue, platformv1.ReasonDrillPassed, "Restored 3.0 GiB", "probe passed", "backup 2h1m0s old")
 	agentjobtest.ExpectEvents(t, f.Events(), "Normal DrillSucceeded")
-	if f.Metrics.Sample("backup_operator_drill_runs_total") != 1 || f.Metrics.Sample("backup_operator_drill_time_to_restore_seconds") != 1 {
-		t.Errorf("metrics: runs %v, time to restore samples %v; want one each",
-			f.Metrics.Sample("backup_operator_drill_runs_total"), f.Metrics.Sample("backup_operator_drill_time_to_restore_seconds"))
+	succeeded := f.Metrics.Sample("backup_operator_drill_runs_total", "result=succeeded")
+	failed := f.Metrics.Sample("backup_operator_drill_runs_total", "result=failed")
+	ttr := f.Metrics.Sample("backup_operator_drill_time_to_restore_seconds")
+	if succeeded != 1 || failed != 0 || ttr != 1 {
+		t.Errorf("metrics: succeeded runs %v, failed runs %v, time to restore samples %v; want 1, 0, 1", succeeded, failed, ttr)
 	}
 }
 

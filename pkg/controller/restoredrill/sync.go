@@ -53,9 +53,13 @@ func (c *Controller) reconcile(ctx context.Context, drill *platformv1.RestoreDri
 		if run.Result == platformv1.DrillSucceeded {
 			result = metrics.ResultSucceeded
 		}
-		c.deps.Metrics.DrillRunFinished(d.Namespace, d.Name, result, run.Reason)
+		c.deps.Metrics.DrillRunFinished(d.Namespace, d.Name, result)
 	}
-	c.deps.Metrics.DrillObserved(d.Namespace, d.Name, timeOf(d.Status.LastSuccessfulTime), figures(d.Status.LastRun))
+	var rto *time.Duration
+	if o := d.Spec.Objectives.MaxTimeToRestore; o != nil {
+		rto = &o.Duration
+	}
+	c.deps.Metrics.DrillObserved(d.Namespace, d.Name, timeOf(d.Status.LastSuccessfulTime), rto, figures(d.Status.LastRun))
 	return requeue, syncErr
 }
 

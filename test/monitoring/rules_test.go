@@ -139,7 +139,8 @@ func TestAlertsSayWhatToDo(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"BackupPolicyNoRecentSuccess", "BackupFailed", "RestoreFailed", "BackupOperatorDown", "BackupOperatorNoLeader"} {
+	for _, want := range []string{"BackupPolicyNoRecentSuccess", "BackupFailed", "RestoreFailed", "BackupOperatorDown", "BackupOperatorNoLeader",
+		"RestoreDrillFailed", "RestoreDrillNoRecentSuccess", "RestoreDrillRTOExceeded"} {
 		if !seen[want] {
 			t.Errorf("no alert %s", want)
 		}
@@ -257,6 +258,66 @@ func TestAlertsFireWhenTheyShould(t *testing.T) {
 				`backup_operator_restores_total{` + a + `, namespace="web", result="completed"} 0+1x30`,
 			},
 			want: map[string]float64{`{namespace="db"}`: 1},
+		},
+		{
+			name:  "a drill failed; another only ever succeeded",
+			alert: "RestoreDrillFailed",
+			at:    30 * time.Minute,
+			series: []string{
+				`backup_operator_drill_runs_total{` + a + `, namespace="db", drill="nightly", result="failed"} 0x10 1x20`,
+				`backup_operator_drill_runs_total{` + a + `, namespace="db", drill="nightly", result="succeeded"} 0x30`,
+				`backup_operator_drill_runs_total{` + a + `, namespace="db", drill="weekly", result="failed"} 0x30`,
+				`backup_operator_drill_runs_total{` + a + `, namespace="db", drill="weekly", result="succeeded"} 0+1x30`,
+			},
+			want: map[string]float64{`{drill="nightly", namespace="db"}`: 1},
+		},
+		{
+			name:  "no recent drill success: twice the interval, not 1.5 times",
+			alert: "RestoreDrillNoRecentSuccess",
+			at:    4 * time.Hour, // time() is 14400; twice an hourly interval is 7200
+			series: []string{
+				leader + `{` + a + `, name="backup-operator"} 1x240`,
+				leader + `{` + b + `, name="backup-operator"} 0x240`,
+				// Succeeded 6400s ago: late for a policy's alert, not for a drill's.
+				`backup_operator_drill_schedule_interval_seconds{` + a + `, namespace="db", drill="ok"} 3600x240`,
+				`backup_operator_drill_created_timestamp_seconds{` + a + `, namespace="db", drill="ok"} 0x240`,
+				`backup_operator_last_successful_drill_timestamp_seconds{` + a + `, namespace="db", drill="ok"} 8000x240`,
+				// Succeeded 7400s ago.
+				`backup_operator_drill_schedule_interval_seconds{` + a + `, namespace="db", drill="late"} 3600x240`,
+				`backup_operator_drill_created_timestamp_seconds{` + a + `, namespace="db", drill="late"} 0x240`,
+				`backup_operator_last_successful_drill_timestamp_seconds{` + a + `, namespace="db", drill="late"} 7000x240`,
+				// Never succeeded, created 8400s ago.
+				`backup_operator_drill_schedule_interval_seconds{` + a + `, namespace="db", drill="never"} 3600x240`,
+				`backup_operator_drill_created_timestamp_seconds{` + a + `, namespace="db", drill="never"} 6000x240`,
+				// Suspended: no interval.
+				`backup_operator_drill_created_timestamp_seconds{` + a + `, namespace="db", drill="suspended"} 0x240`,
+				// Deleted while b led.
+				`backup_operator_drill_schedule_interval_seconds{` + b + `, namespace="db", drill="deleted"} 3600x240`,
+				`backup_operator_drill_created_timestamp_seconds{` + b + `, namespace="db", drill="deleted"} 0x240`,
+			},
+			want: map[string]float64{
+				`{drill="late", namespace="db"}`:  7400,
+				`{drill="never", namespace="db"}`: 8400,
+			},
+		},
+		{
+			name:  "a claim restored slower than its drill's objective",
+			alert: "RestoreDrillRTOExceeded",
+			at:    30 * time.Minute,
+			series: []string{
+				leader + `{` + a + `, name="backup-operator"} 1x30`,
+				leader + `{` + b + `, name="backup-operator"} 0x30`,
+				`backup_operator_drill_max_time_to_restore_seconds{` + a + `, namespace="db", drill="nightly"} 600x30`,
+				`backup_operator_drill_last_time_to_restore_seconds{` + a + `, namespace="db", drill="nightly", pvc="data"} 900x30`,
+				`backup_operator_drill_last_time_to_restore_seconds{` + a + `, namespace="db", drill="nightly", pvc="wal"} 30x30`,
+				// No objective: nothing to exceed.
+				`backup_operator_drill_last_time_to_restore_seconds{` + a + `, namespace="db", drill="free"} 5000x30`,
+				// What the standby remembers from before the objective was relaxed.
+				`backup_operator_drill_max_time_to_restore_seconds{` + b + `, namespace="web", drill="nightly"} 60x30`,
+				`backup_operator_drill_max_time_to_restore_seconds{` + a + `, namespace="web", drill="nightly"} 1200x30`,
+				`backup_operator_drill_last_time_to_restore_seconds{` + a + `, namespace="web", drill="nightly", pvc="site"} 300x30`,
+			},
+			want: map[string]float64{`{drill="nightly", namespace="db", pvc="data"}`: 900},
 		},
 		{
 			name:   "the operator's only target is down",

@@ -10,6 +10,7 @@
 #   make -s kubeconfig     print the admin kubeconfig path
 #   make image             build the binary and the image, import it into the node
 #   make deploy            apply CRDs, RBAC and the controller; roll out a rebuilt image
+#   make postgres-image    build the PostgreSQL image drills probe with, import it into the node
 #   make e2e               run the e2e tests against the local cluster
 #   make demo              cluster, operator, a backup and a restore, from scratch
 
@@ -29,7 +30,7 @@ E2E_FLAGS           ?=
 # this many at once.
 E2E_PARALLEL        ?= 4
 
-.PHONY: cluster-up cluster-down cluster-status kubeconfig csi image image-build deploy e2e demo
+.PHONY: cluster-up cluster-down cluster-status kubeconfig csi image image-build postgres-image deploy e2e demo
 
 cluster-up: ## Start the local single-node cluster (builds what is missing: Kubernetes, S3 server, CSI).
 	@$(LOCAL_CLUSTER) up
@@ -77,14 +78,21 @@ deploy: image ## Deploy CRDs, RBAC and the controller to the local cluster (roll
 	@$(LOCAL_CLUSTER) kubectl apply -k $(LOCAL_CLUSTER_OUT)/deploy
 	@$(LOCAL_CLUSTER) kubectl wait --for=condition=Established --timeout=60s \
 		crd/backuppolicies.platform.example.com crd/backups.platform.example.com crd/restores.platform.example.com \
-		crd/backupstorages.platform.example.com
+		crd/backupstorages.platform.example.com crd/restoredrills.platform.example.com
 	@$(LOCAL_CLUSTER) kubectl -n backup-system rollout status deployment/backup-controller --timeout=180s || { \
 		$(LOCAL_CLUSTER) kubectl -n backup-system get pods -o wide; \
 		$(LOCAL_CLUSTER) kubectl -n backup-system describe pods | tail -n 40; \
 		$(LOCAL_CLUSTER) kubectl -n backup-system logs deployment/backup-controller --tail=40 || true; \
 		exit 1; }
 
-e2e: ## Run the e2e tests against the local cluster.
+# The PostgreSQL image that restore drills probe with (hack/postgres-image.sh: this machine's
+# postgresql-15 files, no container engine), for the e2e tests and the demo.
+postgres-image: ## Build the PostgreSQL image backup-operator-postgres:dev, import it into the local node.
+	@hack/postgres-image.sh >/dev/null
+	@$(LOCAL_CLUSTER) status >/dev/null 2>&1 || { echo "ERROR: the local cluster is not running (make cluster-up)"; exit 1; }
+	@$(LOCAL_CLUSTER) import-image _output/images/postgres.tar
+
+e2e: postgres-image ## Run the e2e tests against the local cluster.
 	@$(LOCAL_CLUSTER) status >/dev/null || { echo "ERROR: the local cluster is not running (make cluster-up deploy)"; exit 1; }
 	@s3env="$$($(LOCAL_CLUSTER) s3-env)" || { echo "ERROR: the local node's S3 server is not running (make cluster-up)"; exit 1; }; \
 	eval "$$s3env"; \

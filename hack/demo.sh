@@ -5,10 +5,13 @@
 #   2. build the operator's image, import it and deploy the operator (make deploy);
 #   3. make a PVC with data, apply the design's BackupPolicy, take a Backup;
 #   4. restore it into a new PVC and compare the files;
-#   5. back up to the node's S3 server (a BackupStorage), delete the whole namespace, recreate
+#   5. a restore drill: the policy takes a Backup, a RestoreDrill restores it into a scratch
+#      claim, a probe pod (the PostgreSQL image built from this machine's packages) checks the
+#      files, and the Backup shows Verified;
+#   6. back up to the node's S3 server (a BackupStorage), delete the whole namespace, recreate
 #      it with a ReadOnly BackupStorage on the same bucket, see the Backup come back from the
 #      bucket, restore it and compare the files: disaster recovery from the bucket alone;
-#   6. show `kubectl get` of the four kinds with their Events.
+#   7. show `kubectl get` of the five kinds with their Events.
 # Any step that does not end as it should stops the demo with what went wrong.
 # It leaves the cluster running; `make cluster-down` stops it.
 #
@@ -29,6 +32,7 @@ RESTORE=postgres-data-demo-restore
 OFFSITE_BACKUP=postgres-data-offsite
 RECOVERED_PVC=postgres-data-recovered
 RECOVERY=postgres-data-recovery
+DRILL=daily-backups-drill
 
 if [[ -t 1 ]]; then
   BOLD=$'\033[1m' RESET=$'\033[0m'
@@ -43,16 +47,16 @@ die() {
 }
 k() { "$CLUSTER" kubectl "$@"; }
 
-# show_objects: the four kinds and their Events.
+# show_objects: the five kinds and their Events.
 show_objects() {
-  step "kubectl get backuppolicies,backups,restores,backupstorages -n ${NS} -o wide"
-  k get backuppolicies.platform.example.com,backups.platform.example.com,restores.platform.example.com,backupstorages.platform.example.com \
+  step "kubectl get backuppolicies,backups,restores,backupstorages,restoredrills -n ${NS} -o wide"
+  k get backuppolicies.platform.example.com,backups.platform.example.com,restores.platform.example.com,backupstorages.platform.example.com,restoredrills.platform.example.com \
     -n "$NS" -o wide || true
-  step "Events of the BackupPolicies, Backups, Restores and BackupStorages in ${NS}"
+  step "Events of the BackupPolicies, Backups, Restores, BackupStorages and RestoreDrills in ${NS}"
   local events
   events="$(k get events -n "$NS" --sort-by=.lastTimestamp \
     -o custom-columns='LAST SEEN:.lastTimestamp,TYPE:.type,REASON:.reason,OBJECT:.involvedObject.kind,NAME:.involvedObject.name,MESSAGE:.message' |
-    awk 'NR == 1 || $4 == "BackupPolicy" || $4 == "Backup" || $4 == "Restore" || $4 == "BackupStorage"')"
+    awk 'NR == 1 || $4 == "BackupPolicy" || $4 == "Backup" || $4 == "Restore" || $4 == "BackupStorage" || $4 == "RestoreDrill"')"
   if [[ "$(wc -l <<<"$events")" -le 1 ]]; then
     say "(no Events: nothing has acted on these objects yet)"
   else
@@ -143,6 +147,7 @@ step "1. The local cluster"
 
 step "2. The operator"
 make -s deploy || die "make deploy failed (see above)"
+make -s postgres-image || die "make postgres-image failed (see above)"
 k -n backup-system get deployment,pods -o wide
 say "leader: $(leader_pod) (holds Lease backup-system/backup-operator; the other replica stands by)"
 
@@ -235,7 +240,55 @@ EOF
   fi
 fi
 
-step "6. Off-site: a Backup to the node's S3 server"
+step "6. A restore drill proves the policy's Backup"
+# The policy takes a Backup now; the drill restores the claim's newest one into a scratch claim
+# it provisions, runs a probe pod on the copy and records the verdict on the Backup.
+k annotate backuppolicy.platform.example.com daily-backups -n "$NS" platform.example.com/run-now="demo-$(date +%s)" --overwrite >/dev/null
+wait_for "the policy's Backup to complete" Completed \
+  backups.platform.example.com -n "$NS" -l platform.example.com/policy=daily-backups -o 'jsonpath={.items[0].status.phase}' || {
+  show_objects
+  die "the policy's Backup did not complete"
+}
+k apply -n "$NS" -f - <<YAML
+apiVersion: platform.example.com/v1
+kind: RestoreDrill
+metadata:
+  name: ${DRILL}
+  annotations: {platform.example.com/run-now: "demo"}
+spec:
+  policyName: daily-backups
+  schedule: "0 6 * * 0"
+  objectives: {maxTimeToRestore: 10m, maxBackupAge: 26h}
+  probe:
+    image: backup-operator-postgres:dev
+    securityContext: {runAsNonRoot: true, capabilities: {drop: [ALL]}}
+    timeoutSeconds: 120
+    command:
+      - /bin/sh
+      - -c
+      - |
+        set -e
+        test "\$(cat /data/PG_VERSION)" = "PG_VERSION 16"
+        rows=\$(wc -l < /data/base/16384/16386)
+        echo "table 16386 has \$rows rows"
+        test "\$rows" -eq 20000
+YAML
+say "waiting for drill ${DRILL} (restore into a scratch claim, then the probe pod)"
+wait_for "drill ${DRILL} to finish" true \
+  restoredrill.platform.example.com "$DRILL" -n "$NS" -o 'go-template={{with .status.lastRun}}{{if .completionTime}}true{{end}}{{end}}' || {
+  show_objects
+  die "drill ${DRILL} did not finish"
+}
+k get restoredrill.platform.example.com "$DRILL" -n "$NS" -o wide
+result="$(k get restoredrill.platform.example.com "$DRILL" -n "$NS" -o 'jsonpath={.status.lastRun.result}')"
+if [[ "$result" != Succeeded ]]; then
+  k describe restoredrill.platform.example.com "$DRILL" -n "$NS" | tail -n 40
+  die "drill ${DRILL} ended ${result}"
+fi
+say "$(k get restoredrill.platform.example.com "$DRILL" -n "$NS" -o 'jsonpath={.status.conditions[?(@.type=="Succeeded")].message}')"
+k get backups.platform.example.com -n "$NS"
+
+step "7. Off-site: a Backup to the node's S3 server"
 s3env="$("$CLUSTER" s3-env)" || die "the local node's S3 server is not running ($CLUSTER status)"
 eval "$s3env"
 # A prefix of its own for every demo run, so that a run never meets the archives of the last.
@@ -259,11 +312,11 @@ say "Backup ${OFFSITE_BACKUP} is Completed: $(k get backup.platform.example.com 
   -o 'jsonpath=s3://{.status.artifact.bucket}/{.status.artifact.path} ({.status.artifact.displaySize}, sha256 {.status.artifact.sha256})')"
 show_objects
 
-step "7. The disaster: namespace ${NS} is deleted, with every Backup in it"
+step "8. The disaster: namespace ${NS} is deleted, with every Backup in it"
 k delete namespace "$NS" --wait=true --timeout=180s || die "namespace ${NS} did not go within 180s"
 say "Backups left in ${NS}: $(k get backups.platform.example.com -n "$NS" -o name 2>/dev/null | wc -l)"
 
-step "8. Recovery: the same namespace, a ReadOnly BackupStorage on the bucket, and nothing else"
+step "9. Recovery: the same namespace, a ReadOnly BackupStorage on the bucket, and nothing else"
 k create namespace "$NS" >/dev/null
 offsite_storage ReadOnly
 say "waiting for the bucket's archives to come back as Backups"

@@ -9,11 +9,17 @@
 // gives the same image ID, which is printed on stdout so callers can stamp it
 // into a pod template and roll out only real changes.
 //
+// With -rootfs instead of -binary, the layer holds a whole directory tree over
+// that layout (its files win), for images of other programs that the node runs
+// in tests and demos, such as PostgreSQL from the distribution's packages.
+//
 // Usage:
 //
 //	go run ./hack/image -binary _output/bin/backup-controller \
 //	    -path /backup-controller -tag backup-operator:dev \
 //	    -out _output/images/backup-operator.tar
+//	go run ./hack/image -rootfs _output/images/postgres-rootfs \
+//	    -tag backup-operator-postgres:dev -out _output/images/postgres.tar
 package main
 
 import (
@@ -22,7 +28,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -44,6 +52,7 @@ var epoch = time.Unix(0, 0).UTC()
 
 type options struct {
 	binary string
+	rootfs string
 	path   string
 	tag    string
 	out    string
@@ -53,13 +62,20 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.binary, "binary", "", "static binary to put into the image (required)")
-	flag.StringVar(&o.path, "path", "", "absolute path of the binary inside the image, also the entrypoint (required)")
+	flag.StringVar(&o.rootfs, "rootfs", "", "directory tree to put into the image instead of -binary; -path, if given, is the entrypoint")
+	flag.StringVar(&o.path, "path", "", "absolute path of the binary inside the image, also the entrypoint (required with -binary)")
 	flag.StringVar(&o.tag, "tag", "", "image reference written into the tarball, e.g. backup-operator:dev (required)")
 	flag.StringVar(&o.out, "out", "", "docker-archive tarball to write (required)")
 	flag.StringVar(&o.user, "user", fmt.Sprintf("%d:%d", nonrootUID, nonrootGID), "user the image runs as")
 	flag.Parse()
-	if o.binary == "" || o.path == "" || o.tag == "" || o.out == "" || o.path[0] != '/' {
-		fmt.Fprintln(os.Stderr, "image: -binary, -path (absolute), -tag and -out are required")
+	bad := o.tag == "" || o.out == "" || (o.path != "" && o.path[0] != '/')
+	if o.rootfs == "" {
+		bad = bad || o.binary == "" || o.path == ""
+	} else {
+		bad = bad || o.binary != ""
+	}
+	if bad {
+		fmt.Fprintln(os.Stderr, "image: -tag and -out are required, and either -binary with -path (absolute) or -rootfs")
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -73,11 +89,16 @@ func main() {
 
 // build writes the tarball and returns the image ID (the config digest).
 func build(o options) (string, error) {
-	bin, err := os.ReadFile(o.binary)
-	if err != nil {
-		return "", err
+	var layerTar []byte
+	var err error
+	if o.rootfs != "" {
+		layerTar, err = rootfsContents(o.rootfs)
+	} else {
+		var bin []byte
+		if bin, err = os.ReadFile(o.binary); err == nil {
+			layerTar, err = layerContents(o.path, bin)
+		}
 	}
-	layerTar, err := layerContents(o.path, bin)
 	if err != nil {
 		return "", err
 	}
@@ -99,7 +120,10 @@ func build(o options) (string, error) {
 	cfg.OS = "linux"
 	cfg.Architecture = runtime.GOARCH
 	cfg.Created = v1.Time{Time: epoch}
-	cfg.Config.Entrypoint = []string{o.path}
+	cfg.Config.Entrypoint = nil
+	if o.path != "" {
+		cfg.Config.Entrypoint = []string{o.path}
+	}
 	cfg.Config.Cmd = nil
 	cfg.Config.User = o.user
 	cfg.Config.WorkingDir = "/"
@@ -137,31 +161,8 @@ func build(o options) (string, error) {
 func layerContents(binPath string, bin []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dir := func(name string, mode int64, uid, gid int) error {
-		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, Uid: uid, Gid: gid, ModTime: epoch, Format: tar.FormatPAX})
-	}
-	file := func(name string, mode int64, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", nonrootUID, nonrootGID)
-	group := fmt.Sprintf("root:x:0:\nnobody:x:65534:\nnonroot:x:%d:\n", nonrootGID)
-	steps := []func() error{
-		func() error { return dir("etc", 0o755, 0, 0) },
-		func() error { return file("etc/passwd", 0o644, []byte(passwd)) },
-		func() error { return file("etc/group", 0o644, []byte(group)) },
-		func() error { return dir("home", 0o755, 0, 0) },
-		func() error { return dir("home/nonroot", 0o700, nonrootUID, nonrootGID) },
-		func() error { return dir("root", 0o700, 0, 0) },
-		func() error { return dir("tmp", 0o1777, 0, 0) },
-	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			return nil, err
-		}
+	if err := writeBase(tw, nil); err != nil {
+		return nil, err
 	}
 	// Parent directories of the binary, then the binary itself.
 	rel := binPath[1:]
@@ -170,17 +171,133 @@ func layerContents(binPath string, bin []byte) ([]byte, error) {
 			switch p := rel[:i]; p {
 			case "etc", "home", "home/nonroot", "root", "tmp":
 			default:
-				if err := dir(p, 0o755, 0, 0); err != nil {
+				if err := writeDir(tw, p, 0o755, 0, 0); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
-	if err := file(rel, 0o755, bin); err != nil {
+	if err := writeFile(tw, rel, 0o755, bin); err != nil {
 		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// rootfsContents returns an uncompressed tar stream with the distroless-static
+// layout, less what the tree replaces, plus the tree: directories, regular
+// files and symbolic links with their modes, owned by root.
+func rootfsContents(root string) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	var entries []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == root {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	replaced := map[string]bool{}
+	for _, e := range entries {
+		replaced[e] = true
+	}
+	if err := writeBase(tw, replaced); err != nil {
+		return nil, err
+	}
+	for _, rel := range entries {
+		path := filepath.Join(root, rel)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return nil, err
+		}
+		mode := int64(fi.Mode().Perm())
+		if fi.Mode()&fs.ModeSticky != 0 {
+			mode |= 0o1000
+		}
+		switch {
+		case fi.IsDir():
+			if isBaseDir(rel) {
+				continue
+			}
+			err = writeDir(tw, rel, mode, 0, 0)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			var target string
+			if target, err = os.Readlink(path); err == nil {
+				err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: rel, Linkname: target, Mode: 0o777, ModTime: epoch, Format: tar.FormatPAX})
+			}
+		case fi.Mode().IsRegular():
+			var data []byte
+			if data, err = os.ReadFile(path); err == nil {
+				err = writeFile(tw, rel, mode, data)
+			}
+		default:
+			err = fmt.Errorf("%s: not a directory, regular file or symbolic link", path)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// baseDirs are the directories of the distroless-static layout.
+var baseDirs = []string{"etc", "home", "home/nonroot", "root", "tmp"}
+
+func isBaseDir(rel string) bool {
+	for _, d := range baseDirs {
+		if d == rel {
+			return true
+		}
+	}
+	return false
+}
+
+// writeBase writes the distroless-static layout, less the files in skip.
+func writeBase(tw *tar.Writer, skip map[string]bool) error {
+	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", nonrootUID, nonrootGID)
+	group := fmt.Sprintf("root:x:0:\nnobody:x:65534:\nnonroot:x:%d:\n", nonrootGID)
+	steps := []func() error{
+		func() error { return writeDir(tw, "etc", 0o755, 0, 0) },
+		func() error { return writeFile(tw, "etc/passwd", 0o644, []byte(passwd)) },
+		func() error { return writeFile(tw, "etc/group", 0o644, []byte(group)) },
+		func() error { return writeDir(tw, "home", 0o755, 0, 0) },
+		func() error { return writeDir(tw, "home/nonroot", 0o700, nonrootUID, nonrootGID) },
+		func() error { return writeDir(tw, "root", 0o700, 0, 0) },
+		func() error { return writeDir(tw, "tmp", 0o1777, 0, 0) },
+	}
+	names := []string{"etc", "etc/passwd", "etc/group", "home", "home/nonroot", "root", "tmp"}
+	for i, s := range steps {
+		if skip[names[i]] && !isBaseDir(names[i]) {
+			continue
+		}
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeDir(tw *tar.Writer, name string, mode int64, uid, gid int) error {
+	return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, Uid: uid, Gid: gid, ModTime: epoch, Format: tar.FormatPAX})
+}
+
+func writeFile(tw *tar.Writer, name string, mode int64, data []byte) error {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	_, err := tw.Write(data)
+	return err
 }

@@ -35,6 +35,7 @@ func TestCRDsAreEstablished(t *testing.T) {
 		"backups." + group:        "Backup",
 		"restores." + group:       "Restore",
 		"backupstorages." + group: "BackupStorage",
+		"restoredrills." + group:  "RestoreDrill",
 	}
 	for name, kind := range want {
 		crd, err := e.Dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})

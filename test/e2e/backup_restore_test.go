@@ -268,20 +268,7 @@ func TestCorruptedArchiveFailsWithChecksumMismatch(t *testing.T) {
 	c := platformClient(t, e)
 	ns, _, storageDir, b := backedUp(t, e, c)
 
-	archive := filepath.Join(storageDir, b.Status.Artifact.Path)
-	f, err := os.OpenFile(archive, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	one := make([]byte, 1)
-	if _, err := f.ReadAt(one, 100); err != nil {
-		t.Fatal(err)
-	}
-	one[0] ^= 0xff
-	if _, err := f.WriteAt(one, 100); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	flipByte(t, filepath.Join(storageDir, b.Status.Artifact.Path), 100)
 
 	targetDir := e.HostPathPVC(t, ns, "fresh", "1Gi")
 	createRestore(t, c, ns, "from-rot", "nightly", platformv1.RestoreTarget{ClaimName: "fresh"}, "")
@@ -318,30 +305,11 @@ func TestPostgresRestoresToARunningDatabase(t *testing.T) {
 	t.Parallel()
 	e := requireEnv(t)
 	c := platformClient(t, e)
-	script := os.Getenv("E2E_PGDATA_SCRIPT")
-	if script == "" {
-		script = filepath.Join(e.RepoRoot, "..", "shared", "bench", "make-pgdata.sh")
-	}
-	const bin = "/usr/lib/postgresql/15/bin"
-	if _, err := os.Stat(script); err != nil {
-		t.Skipf("no PostgreSQL data directory builder at %s (set E2E_PGDATA_SCRIPT): %v", script, err)
-	}
-	if _, err := os.Stat(filepath.Join(bin, "pg_ctl")); err != nil {
-		t.Skipf("PostgreSQL 15 is not installed (apt-get install postgresql-15): %v", err)
-	}
-
+	const bin = postgresBin
+	requirePostgres(t, e)
 	ns := e.Namespace(t)
-	dataDir := e.HostPathPVC(t, ns, "pgdata", "2Gi")
+	_, wantRows := postgresClaim(t, e, ns, "pgdata")
 	e.HostPathPVC(t, ns, platformv1.DefaultStorageClaimName, "2Gi")
-	const scale = 2
-	out, err := exec.Command("bash", script, dataDir, strconv.Itoa(scale)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("building the data directory: %v\n%s", err, out)
-	}
-	wantRows := strings.TrimSpace(string(out))
-	if wantRows != strconv.Itoa(scale*100000) {
-		t.Fatalf("the source database counts %q accounts, want %d", wantRows, scale*100000)
-	}
 
 	createBackup(t, c, ns, "pg", "pgdata")
 	waitBackup(t, c, ns, "pg", platformv1.BackupCompleted)
@@ -373,6 +341,64 @@ func TestPostgresRestoresToARunningDatabase(t *testing.T) {
 	got, err := asPostgres("psql", "-h", sock, "-p", port, "-Atc", "'select count(*) from pgbench_accounts'", "postgres")
 	if err != nil || strings.TrimSpace(string(got)) != wantRows {
 		t.Fatalf("the restored database counts %q (%v), the source %s", strings.TrimSpace(string(got)), err, wantRows)
+	}
+}
+
+// postgresBin is where Debian's postgresql-15 puts the server's programs.
+const postgresBin = "/usr/lib/postgresql/15/bin"
+
+// pgDataScript is the builder of a real PostgreSQL data directory, beside the repository or where
+// E2E_PGDATA_SCRIPT says.
+func pgDataScript(e *Env) string {
+	if script := os.Getenv("E2E_PGDATA_SCRIPT"); script != "" {
+		return script
+	}
+	return filepath.Join(e.RepoRoot, "..", "shared", "bench", "make-pgdata.sh")
+}
+
+// requirePostgres skips the test without the data directory builder or PostgreSQL 15.
+func requirePostgres(t *testing.T, e *Env) {
+	t.Helper()
+	if _, err := os.Stat(pgDataScript(e)); err != nil {
+		t.Skipf("no PostgreSQL data directory builder at %s (set E2E_PGDATA_SCRIPT): %v", pgDataScript(e), err)
+	}
+	if _, err := os.Stat(filepath.Join(postgresBin, "pg_ctl")); err != nil {
+		t.Skipf("PostgreSQL 15 is not installed (apt-get install postgresql-15): %v", err)
+	}
+}
+
+// postgresClaim makes the claim name holding a stopped pgbench database at scale 2, and returns
+// its directory on the node and the rows of pgbench_accounts.
+func postgresClaim(t *testing.T, e *Env, ns, name string) (dir, rows string) {
+	t.Helper()
+	dir = e.HostPathPVC(t, ns, name, "2Gi")
+	const scale = 2
+	out, err := exec.Command("bash", pgDataScript(e), dir, strconv.Itoa(scale)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("building the data directory: %v\n%s", err, out)
+	}
+	rows = strings.TrimSpace(string(out))
+	if rows != strconv.Itoa(scale*100000) {
+		t.Fatalf("the source database counts %q accounts, want %d", rows, scale*100000)
+	}
+	return dir, rows
+}
+
+// flipByte inverts the byte at offset of a file: an archive that rotted in storage.
+func flipByte(t *testing.T, path string, offset int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	one := make([]byte, 1)
+	if _, err := f.ReadAt(one, offset); err != nil {
+		t.Fatal(err)
+	}
+	one[0] ^= 0xff
+	if _, err := f.WriteAt(one, offset); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -194,6 +194,10 @@ func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
 		{"update", "restores." + group, "--subresource=status", "-n", "default"},
 		{"watch", "backupstorages." + group, "--all-namespaces"},
 		{"update", "backupstorages." + group, "--subresource=status", "-n", "default"},
+		{"watch", "restoredrills." + group, "--all-namespaces"},
+		{"update", "restoredrills." + group, "--subresource=status", "-n", "default"},
+		{"create", "restores." + group, "-n", "default"},
+		{"delete", "restores." + group, "-n", "default"},
 		{"create", "jobs.batch", "-n", "default"},
 		{"list", "persistentvolumeclaims", "--all-namespaces"},
 		{"delete", "persistentvolumeclaims", "-n", "default"},
@@ -231,6 +235,9 @@ func TestControllerServiceAccountIsLeastPrivileged(t *testing.T) {
 		{"create", "volumesnapshotcontents.snapshot.storage.k8s.io"},
 		{"delete", "volumesnapshotcontents.snapshot.storage.k8s.io"},
 		{"create", "volumesnapshotclasses.snapshot.storage.k8s.io"},
+		// A drill's spec is the user's: the controller only writes its status.
+		{"update", "restoredrills." + group, "-n", "default"},
+		{"create", "restoredrills." + group, "-n", "default"},
 		{"delete", "customresourcedefinitions.apiextensions.k8s.io"},
 		// Only its own Lease, and only in its own namespace.
 		{"update", "leases.coordination.k8s.io/kube-scheduler", "-n", operatorNamespace},

@@ -38,6 +38,8 @@ var (
 	scratch = ScratchName("proof", runID, "data")
 	// probeName is the name of its probe Job.
 	probeName = ProbeJobName("proof", runID, "data")
+	// restoreJobName is the Job of the run's Restore, named by the restore controller.
+	restoreJobName = "restore-" + scratch
 )
 
 func newDrill() *platformv1.RestoreDrill {
@@ -340,11 +342,15 @@ func TestAPassedProbeSucceedsTheRunVerifiesTheBackupAndCleansUp(t *testing.T) {
 	f.Claims = append(f.Claims, scratchClaim(d))
 	f.Restores = []*platformv1.Restore{drillRestore(d, platformv1.RestoreCompleted)}
 	f.probeJob(d, true, "", 0, "")
+	// The Restore's finished Job: its pod would keep the scratch claim Terminating.
+	restoreJob := agentjobtest.OwnedJob("db", restoreJobName, "Restore", scratch, "restore-uid", runLabels(d, runID, "data"))
+	f.Jobs = append(f.Jobs, agentjobtest.Finish(restoreJob, true, "", "", epoch.Add(time.Minute+40*time.Second)))
 
 	f.MustRun()
 
 	f.ExpectActions(
 		"get jobs "+probeName, "delete jobs "+probeName,
+		"get jobs "+restoreJobName, "delete jobs "+restoreJobName,
 		"get persistentvolumeclaims "+scratch, "delete persistentvolumeclaims "+scratch,
 		"update backups/status data-new",
 		"patch restores "+scratch,
@@ -391,7 +397,7 @@ func TestAFailedProbeFailsTheRunWithItsExitCodeAndOutput(t *testing.T) {
 
 	// keepOnFailure: the Job goes, the scratch claim stays for diagnosis.
 	f.ExpectActions(
-		"get jobs "+probeName, "delete jobs "+probeName,
+		"get jobs "+probeName, "delete jobs "+probeName, "get jobs "+restoreJobName,
 		"update backups/status data-new",
 		"patch restores "+scratch,
 		"update restoredrills/status proof",
@@ -432,6 +438,7 @@ func TestAChecksumMismatchFailsTheDrillWithoutAProbe(t *testing.T) {
 	f.MustRun()
 
 	f.ExpectActions(
+		"get jobs "+restoreJobName,
 		"get persistentvolumeclaims "+scratch, "delete persistentvolumeclaims "+scratch,
 		"update backups/status data-new",
 		"patch restores "+scratch,

@@ -113,17 +113,23 @@ func (c *Controller) ensureRestore(ctx context.Context, d *platformv1.RestoreDri
 }
 
 // cleanUp deletes the probe Job and the scratch claim of dc, if d made them; a failed claim's
-// scratch claim stays when spec.scratch.keepOnFailure asks for it. The Job goes first: its
-// finished pod would hold the claim.
+// scratch claim stays when spec.scratch.keepOnFailure asks for it. The Jobs go first, the probe's
+// and the finished Restore's (the Restore itself stays, as the run's history): their finished
+// pods would hold the claim in Terminating.
 func (c *Controller) cleanUp(ctx context.Context, d *platformv1.RestoreDrill, dc *platformv1.DrillClaim) error {
 	if dc.ProbeJobName != "" {
-		job, err := c.deps.KubeClient.BatchV1().Jobs(d.Namespace).Get(ctx, dc.ProbeJobName, metav1.GetOptions{})
+		if err := c.deleteJobOf(ctx, d.Namespace, dc.ProbeJobName, d.UID); err != nil {
+			return err
+		}
+	}
+	if dc.RestoreName != "" {
+		r, err := c.restores.Restores(d.Namespace).Get(dc.RestoreName)
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
 			return err
-		case agentjob.IsControlledBy(job, string(d.UID)):
-			if err := agentjob.DeleteJob(ctx, c.deps.KubeClient, job, metav1.DeletePropagationBackground); err != nil {
+		case agentjob.IsControlledBy(r, string(d.UID)) && r.Status.Phase.Final():
+			if err := c.deleteJobOf(ctx, d.Namespace, restore.JobName(r), r.UID); err != nil {
 				return err
 			}
 		}
@@ -132,6 +138,20 @@ func (c *Controller) cleanUp(ctx context.Context, d *platformv1.RestoreDrill, dc
 		return nil
 	}
 	return c.deleteClaim(ctx, d, dc.ScratchClaimName)
+}
+
+// deleteJobOf deletes the Job name, with its pods, if owner controls it.
+func (c *Controller) deleteJobOf(ctx context.Context, namespace, name string, owner types.UID) error {
+	job, err := c.deps.KubeClient.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case !agentjob.IsControlledBy(job, string(owner)):
+		return nil
+	}
+	return agentjob.DeleteJob(ctx, c.deps.KubeClient, job, metav1.DeletePropagationBackground)
 }
 
 // deleteClaim deletes the claim name if d controls it, with a UID precondition.

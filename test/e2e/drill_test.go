@@ -33,7 +33,8 @@ func postgresProbe(t *testing.T, want string) *platformv1.DrillProbe {
 pg_ctl -D /data -o "-k /tmp -c listen_addresses=" -l /tmp/pg.log -w -t 300 start || { tail -n 20 /tmp/pg.log; exit 1; }
 n=$(psql -h /tmp -U postgres -Atc 'select count(*) from pgbench_accounts' postgres)
 pg_ctl -D /data -m fast -w stop >/dev/null
-echo "pgbench_accounts: $n rows, want $WANT"
+echo "pgbench_accounts: $n rows, want $WANT" >/dev/termination-log
+cat /dev/termination-log
 test "$n" = "$WANT"`
 	return &platformv1.DrillProbe{
 		Image:   postgresImage,
@@ -117,7 +118,8 @@ func expectNoDrillObjects(t *testing.T, e *Env, c versioned.Interface, ns, drill
 // into a scratch claim on the CSI driver, starts PostgreSQL on it in a pod and counts the rows,
 // and the Backup is Verified; the same drill of a tampered archive fails with ChecksumMismatch,
 // counts a failed run and leaves no scratch claim; a drill that wants a newer backup fails
-// with BackupTooOld without restoring anything.
+// with BackupTooOld without restoring anything; a drill deleted while its probe runs leaves
+// nothing behind.
 func TestDrillStartsPostgresOnTheRestoredCopy(t *testing.T) {
 	t.Parallel()
 	e := requireEnv(t)
@@ -175,6 +177,9 @@ func TestDrillStartsPostgresOnTheRestoredCopy(t *testing.T) {
 	if dc.BackupName != backup.Name || dc.SHA256 != backup.Status.Artifact.SHA256 || dc.ProbeExitCode == nil || *dc.ProbeExitCode != 0 ||
 		dc.RestoredBytes == 0 || dc.TimeToRestore == nil || d.Status.LastSuccessfulTime == nil {
 		t.Errorf("claim drill %+v: want Backup %s (sha256 %s) restored with bytes and a time, probe exit code 0", dc, backup.Name, backup.Status.Artifact.SHA256)
+	}
+	if want := "pgbench_accounts: " + rows + " rows"; !strings.Contains(dc.ProbeLogTail, want) {
+		t.Errorf("probe log tail %q, want the count it wrote to its termination log, %q", dc.ProbeLogTail, want)
 	}
 	b, err := c.PlatformV1().Backups(ns).Get(ctx, backup.Name, metav1.GetOptions{})
 	if err != nil {
@@ -239,4 +244,58 @@ func TestDrillStartsPostgresOnTheRestoredCopy(t *testing.T) {
 	if err != nil || len(restores.Items) != 0 {
 		t.Errorf("a drill of a too-old backup made Restores %v (%v)", restores.Items, err)
 	}
+
+	// 4. A drill deleted in the middle of a run: its Restore, scratch claim and probe Job go with
+	// it, through their owner references, while the probe still runs. The archive is mended
+	// first (flipped back), so that the run gets that far.
+	flipByte(t, filepath.Join(storageDir, backup.Status.Artifact.Path), 4096)
+	slow := &platformv1.RestoreDrill{
+		ObjectMeta: metav1.ObjectMeta{Name: "pg-deleted"},
+		Spec: platformv1.RestoreDrillSpec{
+			PolicyName: "pg",
+			Schedule:   "0 4 1 1 *",
+			Probe: &platformv1.DrillProbe{
+				Image: postgresImage, Command: []string{"sleep", "600"},
+				SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ptr.To(true)},
+			},
+		},
+	}
+	if _, err := c.PlatformV1().RestoreDrills(ns).Create(ctx, slow, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"1"}}}`, platformv1.AnnotationRunNow)
+	if _, err := c.PlatformV1().RestoreDrills(ns).Patch(ctx, "pg-deleted", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sel := metav1.ListOptions{LabelSelector: platformv1.LabelDrill + "=pg-deleted"}
+	Eventually(t, 4*time.Minute, time.Second, "drill pg-deleted's probe to run", func() (bool, error) {
+		d, err := c.PlatformV1().RestoreDrills(ns).Get(ctx, "pg-deleted", metav1.GetOptions{})
+		if err != nil || d.Status.LastRun == nil || len(d.Status.LastRun.Claims) == 0 {
+			return false, err
+		}
+		if d.Status.LastRun.CompletionTime != nil {
+			t.Fatalf("drill pg-deleted ended before its probe was seen running: %+v", d.Status.LastRun)
+		}
+		pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, sel)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods.Items {
+			if strings.HasSuffix(p.Labels["job-name"], "-probe") && p.Status.Phase == corev1.PodRunning {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("stage %s, %d pods", d.Status.LastRun.Claims[0].Stage, len(pods.Items))
+	})
+	if err := c.PlatformV1().RestoreDrills(ns).Delete(ctx, "pg-deleted", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expectNoDrillObjects(t, e, c, ns, "pg-deleted")
+	Eventually(t, time.Minute, time.Second, "drill pg-deleted's Restore to go", func() (bool, error) {
+		list, err := c.PlatformV1().Restores(ns).List(ctx, sel)
+		if err != nil {
+			return false, err
+		}
+		return len(list.Items) == 0, fmt.Errorf("%d Restores left", len(list.Items))
+	})
 }

@@ -341,7 +341,7 @@ func TestAPassedProbeSucceedsTheRunVerifiesTheBackupAndCleansUp(t *testing.T) {
 	f.seed(d)
 	f.Claims = append(f.Claims, scratchClaim(d))
 	f.Restores = []*platformv1.Restore{drillRestore(d, platformv1.RestoreCompleted)}
-	f.probeJob(d, true, "", 0, "")
+	f.probeJob(d, true, "", 0, "pgbench_accounts: 200000 rows")
 	// The Restore's finished Job: its pod would keep the scratch claim Terminating.
 	restoreJob := agentjobtest.OwnedJob("db", restoreJobName, "Restore", scratch, "restore-uid", runLabels(d, runID, "data"))
 	f.Jobs = append(f.Jobs, agentjobtest.Finish(restoreJob, true, "", "", epoch.Add(time.Minute+40*time.Second)))
@@ -363,8 +363,9 @@ func TestAPassedProbeSucceedsTheRunVerifiesTheBackupAndCleansUp(t *testing.T) {
 	got := f.status()
 	run := got.Status.LastRun
 	dc := run.Claims[0]
-	if run.Result != platformv1.DrillSucceeded || dc.Stage != platformv1.DrillDone || dc.ProbeExitCode == nil || *dc.ProbeExitCode != 0 {
-		t.Fatalf("run = %s, want it succeeded, the claim done with exit code 0", agentjobtest.Describe(run))
+	if run.Result != platformv1.DrillSucceeded || dc.Stage != platformv1.DrillDone || dc.ProbeExitCode == nil || *dc.ProbeExitCode != 0 ||
+		dc.ProbeLogTail != "pgbench_accounts: 200000 rows" {
+		t.Fatalf("run = %s, want it succeeded, the claim done with exit code 0 and the probe's termination message", agentjobtest.Describe(run))
 	}
 	// Started a minute after Epoch; the probe ended at two minutes.
 	if dc.TimeToRestore.Duration != time.Minute || dc.ProbeDuration.Duration != 2*time.Minute {

@@ -30,7 +30,7 @@ const (
 	DefaultProbeMountPath = "/data"
 )
 
-// maxLogTail is how much of a failed probe's output the status keeps.
+// maxLogTail is how much of a probe's termination message the status keeps.
 const maxLogTail = 1024
 
 // probeStep makes the probe Job of dc and reads its result.
@@ -75,15 +75,13 @@ func (c *Controller) probeStep(ctx context.Context, d *platformv1.RestoreDrill, 
 	term := probeTermination(job, pods)
 	if term != nil {
 		dc.ProbeExitCode = ptr.To(term.ExitCode)
+		dc.ProbeLogTail = tail(term.Message)
 	}
 	if obs.State == agentjob.StateSucceeded {
 		c.pass(d, run, dc, finished, out)
 		return nil
 	}
 	dc.Stage = platformv1.DrillCleaningUp
-	if term != nil && term.ExitCode != 0 {
-		dc.ProbeLogTail = tail(term.Message)
-	}
 	switch {
 	case obs.JobReason == batchv1.JobReasonDeadlineExceeded:
 		verdict(dc, platformv1.ReasonProbeTimedOut, fmt.Sprintf("The probe on the copy of claim %s did not finish within timeoutSeconds=%d; it was stopped. Raise spec.probe.timeoutSeconds or make the probe faster", dc.PVCName, probeTimeout(d.Spec.Probe)))

@@ -292,7 +292,8 @@ type DrillClaim struct {
 	// +optional
 	ProbeExitCode *int32 `json:"probeExitCode,omitempty"`
 
-	// probeLogTail is the end of the probe's output when it failed (its termination message).
+	// probeLogTail is the end of the probe's termination message: its output when it failed, and
+	// what it wrote to /dev/termination-log (such as a row count) when it passed.
 	// +optional
 	ProbeLogTail string `json:"probeLogTail,omitempty"`
 }

@@ -7,8 +7,12 @@ SCRIPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "${SCRATCH}"' EXIT
 
-# Copy the source tree (not build output or git metadata) and regenerate there.
-tar -C "${SCRIPT_ROOT}" --exclude=./.git --exclude=./_output --exclude=./bin -cf - . | tar -C "${SCRATCH}" -xf -
+# Copy the source tree (not build output or git metadata) and regenerate there. The top-level
+# entries are named rather than archiving ".": builds running beside this script (CI builds the S3
+# server and the CSI parts meanwhile) create _output, which changes "." and makes tar fail.
+mapfile -t entries < <(find "${SCRIPT_ROOT}" -mindepth 1 -maxdepth 1 \
+	! -name .git ! -name _output ! -name bin -printf '%P\n' | sort)
+tar -C "${SCRIPT_ROOT}" -cf - -- "${entries[@]}" | tar -C "${SCRATCH}" -xf -
 mkdir -p "${SCRATCH}/_output"
 "${SCRATCH}/hack/update-codegen.sh" >"${SCRATCH}/_output/codegen.log" 2>&1 || {
 	cat "${SCRATCH}/_output/codegen.log" >&2

@@ -50,6 +50,16 @@ type BackupOptions struct {
 	// MaxChangedList bounds ChangedFileList; zero means DefaultMaxChangedList.
 	MaxChangedList int
 
+	// Stream, when set, is a tar stream of a directory, such as a command's standard output,
+	// archived entry by entry instead of Source: Source is then only recorded.
+	Stream io.Reader
+	// Command is recorded in the manifest as the source of a Stream.
+	Command []string
+	// BeforeCommit, when set, runs once the archive is written and before it is published;
+	// an error aborts it, and nothing appears under the final name. A stream's producer reports
+	// its exit here: a command that failed after writing a complete tar never makes an archive.
+	BeforeCommit func() error
+
 	// wrapOutput lets tests put a failing writer in front of the file.
 	wrapOutput func(io.Writer) io.Writer
 	// beforeRead lets tests change a file between its stat and its read,
@@ -105,7 +115,11 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	}
 	sink := opts.Sink
 	if sink == nil {
-		if sink, err = CreateFile(opts.Output, opts.Source); err != nil {
+		source := opts.Source
+		if opts.Stream != nil {
+			source = "" // not a directory of this machine
+		}
+		if sink, err = CreateFile(opts.Output, source); err != nil {
 			return nil, err
 		}
 	}
@@ -161,7 +175,12 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	} else {
 		w.buf = make([]byte, copyBufferSize)
 	}
-	werr := w.walkRoot()
+	var werr error
+	if opts.Stream != nil {
+		werr = w.copyStream(opts.Stream)
+	} else {
+		werr = w.walkRoot()
+	}
 	if werr == nil {
 		werr = closeAll(w.tw, cw)
 		if werr == nil {
@@ -177,6 +196,9 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 			werr = writeError(err, "cannot write archive %s", name)
 		}
 	}
+	if werr == nil && opts.BeforeCommit != nil {
+		werr = opts.BeforeCommit()
+	}
 	if werr != nil {
 		return nil, werr
 	}
@@ -187,6 +209,7 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 		ManifestVersion: manifestVersionFor(stats.Encryption),
 		Archive:         path.Base(name),
 		Source:          opts.Source,
+		Command:         opts.Command,
 		Origin:          opts.Origin,
 		Compression:     comp,
 		Encryption:      stats.Encryption,
@@ -239,7 +262,7 @@ func CheckBackupOptions(opts *BackupOptions, name string) error {
 }
 
 func checkBackupOptions(opts *BackupOptions, name string) (Compression, error) {
-	if opts.Source == "" {
+	if opts.Source == "" && opts.Stream == nil {
 		return "", newError(InvalidArgument, nil, "--source is required: pass the directory to back up")
 	}
 	if name == "" {
@@ -267,6 +290,9 @@ func checkBackupOptions(opts *BackupOptions, name string) (Compression, error) {
 		return "", newError(InvalidArgument, nil, "--output %q ends in %s but no recipient was given: pass --recipient, --recipients-file or %s, or drop %s from the name", name, EncryptedExtension, EnvRecipients, EncryptedExtension)
 	}
 
+	if opts.Stream != nil {
+		return comp, nil
+	}
 	src, err := filepath.Abs(opts.Source)
 	if err != nil {
 		return "", newError(InvalidArgument, err, "invalid --source %q", opts.Source)

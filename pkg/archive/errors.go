@@ -43,6 +43,9 @@ const (
 	Canceled Reason = "Canceled"
 	// Internal: an unexpected failure; the message carries the details.
 	Internal Reason = "Internal"
+	// StreamFailed: a command's output, archived instead of a volume, was not what its format
+	// says, such as a tar stream that ends in the middle or names a file outside its root.
+	StreamFailed Reason = "StreamFailed"
 )
 
 // Reasons reported by object storage. The message names what to fix; the controller turns them

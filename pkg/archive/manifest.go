@@ -25,6 +25,8 @@ type Manifest struct {
 	ManifestVersion int    `json:"manifestVersion"`
 	Archive         string `json:"archive"`
 	Source          string `json:"source"`
+	// Command is the command whose standard output was archived instead of Source's files.
+	Command []string `json:"command,omitempty"`
 	// Origin says what was backed up, so that the storage alone can rebuild the Backup.
 	Origin      `json:",inline"`
 	Compression Compression `json:"compression"`

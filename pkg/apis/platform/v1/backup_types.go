@@ -114,6 +114,16 @@ type BackupStatus struct {
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
+	// source says what the archive was read from: the volume, a snapshot of it, or the output
+	// of a command in the application's pod.
+	// +optional
+	Source *SourceStatus `json:"source,omitempty"`
+
+	// hooks are the hooks that ran, in order, with their results.
+	// +optional
+	// +listType=atomic
+	Hooks []HookStatus `json:"hooks,omitempty"`
+
 	// snapshot is the VolumeSnapshot a Backup with copyMethod Snapshot reads, and how long
 	// cutting it took.
 	// +optional
@@ -241,4 +251,90 @@ type SnapshotStatus struct {
 	// Backup.
 	// +optional
 	Kept bool `json:"kept,omitempty"`
+}
+
+// SourceType is what a Backup's archive was read from.
+type SourceType string
+
+const (
+	// SourceVolume: the claim's files, read through a read-only mount.
+	SourceVolume SourceType = "Volume"
+	// SourceSnapshot: the files of a CSI VolumeSnapshot of the claim.
+	SourceSnapshot SourceType = "Snapshot"
+	// SourceCommand: the standard output of a command in the pod that mounts the claim.
+	SourceCommand SourceType = "Command"
+)
+
+// SourceStatus is what a Backup's archive was read from.
+type SourceStatus struct {
+	// type is Volume, Snapshot or Command.
+	Type SourceType `json:"type"`
+
+	// pod that mounts the claim, in which the command and the hooks ran.
+	// +optional
+	Pod string `json:"pod,omitempty"`
+
+	// container the command ran in.
+	// +optional
+	Container string `json:"container,omitempty"`
+
+	// command whose output is the archive.
+	// +optional
+	// +listType=atomic
+	Command []string `json:"command,omitempty"`
+
+	// format of the command's output: tar or file.
+	// +optional
+	Format StreamFormat `json:"format,omitempty"`
+}
+
+// HookPhase says when a hook ran.
+type HookPhase string
+
+const (
+	// HookPre ran before the claim was read.
+	HookPre HookPhase = "pre"
+	// HookPost ran after the read.
+	HookPost HookPhase = "post"
+)
+
+// HookResult is how a hook ended.
+type HookResult string
+
+const (
+	// HookSucceeded: the command exited 0.
+	HookSucceeded HookResult = "Succeeded"
+	// HookFailed: the command exited non-zero, timed out, or could not be run.
+	HookFailed HookResult = "Failed"
+)
+
+// HookStatus is what one hook did.
+type HookStatus struct {
+	// phase is pre or post.
+	Phase HookPhase `json:"phase"`
+
+	// index of the hook in its list, from 0.
+	Index int32 `json:"index"`
+
+	// container the hook ran in.
+	Container string `json:"container"`
+
+	// result is Succeeded or Failed.
+	Result HookResult `json:"result"`
+
+	// exitCode of the command; absent when it did not run to an exit.
+	// +optional
+	ExitCode *int32 `json:"exitCode,omitempty"`
+
+	// duration the hook took.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// message says why a hook failed, with the tail of its standard error.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// outputTail is the end of the hook's standard output and error.
+	// +optional
+	OutputTail string `json:"outputTail,omitempty"`
 }

@@ -136,6 +136,19 @@ type BackupRunSettings struct {
 	// +kubebuilder:default=zstd
 	Compression Compression `json:"compression,omitempty"`
 
+	// hooks run commands in the pod that mounts the claim before and after it is read, such as
+	// a CHECKPOINT, a flush or a freeze; they run from the agent pod, as execServiceAccountName.
+	// +optional
+	Hooks *BackupHooks `json:"hooks,omitempty"`
+
+	// execServiceAccountName is the ServiceAccount the agent pod runs as when source.command or
+	// hooks are set: grant it get on pods and create on pods/exec in this namespace only (see
+	// manifests/examples/exec-rbac.yaml). The operator itself never holds pods/exec.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ExecServiceAccountName string `json:"execServiceAccountName,omitempty"`
+
 	// JobSettings bound the run's Job and size its pod.
 	JobSettings `json:",inline"`
 
@@ -162,6 +175,7 @@ const (
 
 // BackupSource says how the claim is read.
 // +kubebuilder:validation:XValidation:rule="self.copyMethod == 'Snapshot' || (!has(self.volumeSnapshotClassName) && !has(self.keepSnapshot))",message="volumeSnapshotClassName and keepSnapshot apply only to copyMethod Snapshot"
+// +kubebuilder:validation:XValidation:rule="!has(self.command) || self.copyMethod != 'Snapshot'",message="source.command streams from the running application, so it cannot be combined with copyMethod Snapshot: use one or the other"
 type BackupSource struct {
 	// copyMethod is Direct (default: read the live claim) or Snapshot (read a CSI VolumeSnapshot
 	// of it, which needs the snapshot.storage.k8s.io API and a CSI driver that snapshots).
@@ -182,6 +196,143 @@ type BackupSource struct {
 	// snapshot is deleted as soon as the archive is on storage.
 	// +optional
 	KeepSnapshot bool `json:"keepSnapshot,omitempty"`
+
+	// command, instead of reading the volume, runs a command in the running pod that mounts the
+	// claim and archives its standard output, such as pg_basebackup or pg_dump: an
+	// application-consistent copy of a live database. It needs execServiceAccountName.
+	// +optional
+	Command *CommandSource `json:"command,omitempty"`
+}
+
+// StreamFormat is what a source command writes to its standard output.
+// +kubebuilder:validation:Enum=tar;file
+type StreamFormat string
+
+const (
+	// StreamFormatTar: the output is a tar stream of a directory, such as
+	// "pg_basebackup -Ft -D - -X fetch". The archive is a tar like a volume's, and a restore
+	// extracts it into the target claim with every rule a volume restore has.
+	StreamFormatTar StreamFormat = "tar"
+	// StreamFormatFile: the output is one file, such as "pg_dump -Fc". The archive is that file,
+	// compressed; a restore writes it into the target claim as fileName.
+	StreamFormatFile StreamFormat = "file"
+)
+
+// DefaultStreamFileName is the name a file-format stream is restored as when fileName is unset.
+const DefaultStreamFileName = "dump"
+
+// CommandSource is a command whose standard output is the backup. Its archive is compressed,
+// hashed and published atomically like a volume's; a non-zero exit, a broken stream or a timeout
+// fails the Backup and leaves no archive.
+// +kubebuilder:validation:XValidation:rule="self.format == 'file' || !has(self.fileName)",message="fileName applies only to format file"
+type CommandSource struct {
+	// container in the pod that mounts the claim, in which the command runs.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Container string `json:"container"`
+
+	// command is the program and its arguments, as an argv: it is not run through a shell (use
+	// ["sh", "-c", "..."] for one).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	Command []string `json:"command"`
+
+	// timeoutSeconds bounds the command. Unset, the run's activeDeadlineSeconds bounds it.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	TimeoutSeconds *int64 `json:"timeoutSeconds,omitempty"`
+
+	// format of the output: tar (a tar stream of a directory) or file (one file).
+	Format StreamFormat `json:"format"`
+
+	// fileName is the name a file-format stream is restored as, in the target claim's root.
+	// Defaults to "dump".
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^/]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="fileName must be a file name, not . or .."
+	FileName string `json:"fileName,omitempty"`
+}
+
+// BackupHooks are commands run in the pod that mounts the claim around the read.
+type BackupHooks struct {
+	// pre hooks run in order before the claim is read; one that fails under onError Fail fails
+	// the Backup before anything is read.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Pre []Hook `json:"pre,omitempty"`
+
+	// post hooks run in order after the read, whenever a pre hook ran: also when the backup
+	// failed, so that what a pre hook froze is thawed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Post []Hook `json:"post,omitempty"`
+}
+
+// HookOnError says what a failed hook does to the Backup.
+// +kubebuilder:validation:Enum=Fail;Continue
+type HookOnError string
+
+const (
+	// HookFail: a failed hook fails the Backup (the default).
+	HookFail HookOnError = "Fail"
+	// HookContinue: a failed hook is recorded and reported, and the Backup goes on.
+	HookContinue HookOnError = "Continue"
+)
+
+// DefaultHookTimeoutSeconds bounds a hook whose timeoutSeconds is unset.
+const DefaultHookTimeoutSeconds int64 = 300
+
+// Hook is one command run in the pod that mounts the claim.
+type Hook struct {
+	// container in the pod that mounts the claim, in which the command runs.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Container string `json:"container"`
+
+	// command is the program and its arguments, as an argv (not run through a shell).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	Command []string `json:"command"`
+
+	// timeoutSeconds bounds the hook. Defaults to 300.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=300
+	TimeoutSeconds *int64 `json:"timeoutSeconds,omitempty"`
+
+	// onError is Fail (default: a failed hook fails the Backup) or Continue.
+	// +optional
+	// +kubebuilder:default=Fail
+	OnError HookOnError `json:"onError,omitempty"`
+}
+
+// AgentSecurityContext runs the agent pods as an unprivileged user, with no added capabilities,
+// so that backups and restores work in namespaces under Pod Security "restricted". The agent
+// then reads only what that user may read (a file it cannot read fails the Backup, naming the
+// file), and a restore cannot give files back their owners: they belong to that user.
+type AgentSecurityContext struct {
+	// runAsUser is the uid the agent runs as; it must not be 0. Use the uid that owns the
+	// application's files, such as the database's user.
+	// +kubebuilder:validation:Minimum=1
+	RunAsUser int64 `json:"runAsUser"`
+
+	// runAsGroup is the gid the agent runs as. Defaults to the image's (0 when it names none).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RunAsGroup *int64 `json:"runAsGroup,omitempty"`
+
+	// fsGroup is a supplementary group of the agent. The kubelet makes a restore's target
+	// volume writable by it; on a backup's source the volume is mounted read-only, so fsGroup
+	// only helps where the files are already group-readable.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FSGroup *int64 `json:"fsGroup,omitempty"`
 }
 
 // CopyMethodOf is the copy method of settings, Direct when none is set.
@@ -222,6 +373,14 @@ type JobSettings struct {
 	// resources of the pod that runs the archive agent. Compression uses every core it is given.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// agentSecurityContext runs the agent as an unprivileged user, for namespaces under Pod
+	// Security "restricted". Unset, the agent runs as root with only the capabilities it needs:
+	// DAC_READ_SEARCH to read every file, which only Pod Security "privileged" allows, and for a
+	// restore CHOWN, DAC_OVERRIDE, FOWNER and FSETID to give files back their owners and modes,
+	// which "baseline" allows.
+	// +optional
+	AgentSecurityContext *AgentSecurityContext `json:"agentSecurityContext,omitempty"`
 }
 
 // Condition types set on the operator's objects.

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
 	"platform.example.com/backup-operator/pkg/archive"
 	"platform.example.com/backup-operator/pkg/storage"
 	"platform.example.com/backup-operator/pkg/storage/s3"
@@ -35,6 +36,7 @@ const usage = `usage: backup-controller agent COMMAND [flags]
 Commands:
   backup   --source DIR --output LOCATION [--compression zstd|gzip|none]
            [--recipient AGE1... | --recipients-file FILE]
+           [--exec-pod POD --namespace NS [--command JSON] [--hooks JSON]]
   restore  --archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace]
            [--identity-file FILE]
   verify   --archive LOCATION --sha256 HEX [--identity-file FILE]
@@ -54,6 +56,11 @@ A backup with recipients (--recipient, --recipients-file, or the lines of
 ` + archive.EnvRecipients + `) is encrypted with age to each of them and must be named
 *.tar.zst.age; restore and verify decrypt it with the identities of
 --identity-file or ` + archive.EnvIdentity + `. Keys are never printed.
+
+With --exec-pod, the agent runs the --hooks (pre before the read, post after
+it, also when it failed) in that pod, as its own ServiceAccount, and with
+--command archives the command's standard output (a tar stream) instead of
+--source. It needs get on pods and create on pods/exec in the namespace.
 
 Every command prints one JSON result on stdout and accepts
 --termination-log PATH (default ` + DefaultTerminationLog + `).
@@ -267,6 +274,9 @@ func exitCode(r Reason) int {
 		return ExitRefused
 	case archive.TargetNotEmpty, archive.TargetNotFound, archive.SourceNotFound, archive.ArchiveNotFound, archive.OutputExists:
 		return ExitRefused
+	case ExecForbidden, CommandFailed, HookFailed, StreamFailed:
+		// Rerunning the hooks or the command would only repeat what the application answered.
+		return ExitRefused
 	}
 	return ExitFailed
 }
@@ -285,6 +295,8 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	c.fs.StringVar(&opts.Origin.Policy, "policy", "", "BackupPolicy that made the Backup, recorded in the manifest")
 	c.fs.StringVar(&opts.Origin.Backup, "backup", "", "name of the Backup, recorded in the manifest")
 	c.fs.StringVar(&opts.Origin.BackupUID, "backup-uid", "", "UID of the Backup, recorded in the manifest")
+	var lf liveFlags
+	lf.add(c)
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
@@ -302,23 +314,83 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if opts.Recipients, err = c.recipients(); err != nil {
 		return c.finish(err)
 	}
+	if !lf.used() {
+		return c.finish(backupOnce(ctx, c, res, opts, output))
+	}
+	// Hooks and a source command: after the checks, pre hooks, the read, then post hooks, which
+	// run whenever a pre hook ran, also when the backup failed.
+	l := &live{ns: opts.Origin.Namespace, pod: lf.pod, claim: opts.Origin.PVC, flags: &lf, res: res}
+	if lf.command.v != nil {
+		res.Source = l.sourceStatus()
+		opts.Command = lf.command.v.Command
+		if lf.command.v.Format != platformv1.StreamFormatTar {
+			return c.finish(&archive.Error{Reason: archive.InvalidArgument, Msg: fmt.Sprintf("--command format %q is not supported by this agent: use tar", lf.command.v.Format)})
+		}
+		if opts.Source == "" {
+			opts.Source = opts.Origin.Namespace + "/" + lf.pod + "/" + lf.command.v.Container
+		}
+	}
+	if l.client, l.exec, err = newExecutor(); err != nil {
+		return c.finish(&archive.Error{Reason: ExecForbidden, Msg: err.Error()})
+	}
+	if err := l.prepare(ctx); err != nil {
+		return c.finish(err)
+	}
+	err = l.pre(ctx)
+	if err == nil {
+		var wait func() error
+		if lf.command.v != nil {
+			var out io.ReadCloser
+			out, wait = l.stream(ctx)
+			opts.Stream = out
+		}
+		// Post hooks run before the archive is published, so that one that fails under Fail
+		// leaves no archive behind either.
+		opts.BeforeCommit = func() error {
+			if wait != nil {
+				if err := wait(); err != nil {
+					return err
+				}
+			}
+			return l.post(ctx)
+		}
+		err = backupOnce(ctx, c, res, opts, output)
+		if wait != nil {
+			// The command's failure explains a broken stream better than the stream does.
+			if werr := wait(); werr != nil {
+				err = werr
+			}
+		}
+	}
+	if perr := l.post(ctx); err == nil {
+		err = perr
+	}
+	return c.finish(err)
+}
+
+// backupOnce writes the archive of opts to output.
+func backupOnce(ctx context.Context, c *command, res *BackupResult, opts archive.BackupOptions, output string) error {
 	// The options are checked before the storage is touched: a wrong command line must not
 	// start an upload.
 	if err := archive.CheckBackupOptions(&opts, output); err != nil {
-		return c.finish(err)
+		return err
 	}
 	backend, key, err := c.storage(ctx, output)
 	if err != nil {
-		return c.finish(err)
+		return err
 	}
-	if opts.Sink, err = backend.Create(ctx, key, opts.Source); err != nil {
-		return c.finish(err)
+	source := opts.Source
+	if opts.Stream != nil {
+		source = ""
+	}
+	if opts.Sink, err = backend.Create(ctx, key, source); err != nil {
+		return err
 	}
 	stats, err := archive.Backup(ctx, opts)
 	if stats != nil {
 		res.BackupStats = *stats
 	}
-	return c.finish(err)
+	return err
 }
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -3,6 +3,8 @@ package agent
 import (
 	"time"
 
+	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+
 	"platform.example.com/backup-operator/pkg/archive"
 	"platform.example.com/backup-operator/pkg/storage"
 )
@@ -92,6 +94,10 @@ func (s *Status) Succeeded() bool { return s.Error == "" }
 type BackupResult struct {
 	Status
 	archive.BackupStats
+	// Source is the command whose output was archived; absent for a volume.
+	Source *platformv1.SourceStatus `json:"source,omitempty"`
+	// Hooks are the hooks that ran, in order.
+	Hooks []platformv1.HookStatus `json:"hooks,omitempty"`
 }
 
 // RestoreResult is printed by `agent restore`.

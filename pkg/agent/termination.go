@@ -39,6 +39,19 @@ func terminationMessage(result any) ([]byte, error) {
 			}
 		}
 	}
+	// Hooks: their output tails first, then their messages, which the error repeats anyway.
+	if hooks, ok := m["hooks"].([]any); ok {
+		for _, field := range []string{"outputTail", "message"} {
+			for _, h := range hooks {
+				if hm, ok := h.(map[string]any); ok {
+					delete(hm, field)
+				}
+			}
+			if b, err = json.Marshal(m); err != nil || len(b) <= maxTerminationMessage {
+				return b, err
+			}
+		}
+	}
 	if msg, ok := m["error"].(string); ok {
 		excess := len(b) - maxTerminationMessage + len("…") + 16
 		if excess < len(msg) {
@@ -52,7 +65,7 @@ func terminationMessage(result any) ([]byte, error) {
 	}
 	// Only paths can still be long: keep the fields the controller acts on.
 	slim := map[string]any{}
-	for _, k := range []string{"operation", "error", "reason", "sha256", "size", "sourceBytes", "files", "bytes", "compression", "changedFiles", "startTime", "completionTime", "durationSeconds", "toolVersion"} {
+	for _, k := range []string{"operation", "error", "reason", "sha256", "size", "sourceBytes", "files", "bytes", "compression", "changedFiles", "startTime", "completionTime", "durationSeconds", "toolVersion", "hooks"} {
 		if v, ok := m[k]; ok {
 			slim[k] = v
 		}

@@ -219,7 +219,7 @@ func TestConditionReasonsAreValid(t *testing.T) {
 		platformv1.ReasonClaimInUse, platformv1.ReasonClaimCreateFailed, platformv1.ReasonBackupNotFound,
 		platformv1.ReasonBackupNotCompleted, platformv1.ReasonJobConflict, platformv1.ReasonJobLost,
 		platformv1.ReasonDeadlineExceeded, platformv1.ReasonJobFailed, platformv1.ReasonResultMissing,
-		platformv1.ReasonAgentFailed,
+		platformv1.ReasonAgentFailed, platformv1.ReasonNoRunningPod, platformv1.ReasonPodNotUnique,
 	}
 	for r := range agentReasons {
 		reasons = append(reasons, ConditionReason(r))

@@ -19,6 +19,9 @@ type ClaimUser struct {
 	NodeName string
 	// ReadWrite is true when any of the pod's containers mounts the volume writable.
 	ReadWrite bool
+	// Running is true when the pod is in phase Running and not being deleted: a pod commands
+	// and hooks can run in.
+	Running bool
 }
 
 // ClaimUsers lists the pods in namespace that hold claim: scheduled to a node and not finished,
@@ -55,7 +58,7 @@ func claimUser(pod *corev1.Pod, claim string) (ClaimUser, bool) {
 	if len(volumes) == 0 {
 		return ClaimUser{}, false
 	}
-	u := ClaimUser{Pod: pod.Name, NodeName: pod.Spec.NodeName}
+	u := ClaimUser{Pod: pod.Name, NodeName: pod.Spec.NodeName, Running: pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil}
 	containers := slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers)
 	for _, c := range containers {
 		for _, m := range c.VolumeMounts {

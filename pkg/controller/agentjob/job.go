@@ -101,6 +101,10 @@ type Spec struct {
 	Settings platformv1.JobSettings
 	// TTLSecondsAfterFinished, when set, lets Kubernetes delete the finished Job.
 	TTLSecondsAfterFinished *int32
+	// ServiceAccountName, when set, runs the pod as that ServiceAccount with its token mounted:
+	// the agent runs hooks and source commands in the application's pod with it. Otherwise the
+	// pod gets no API credentials at all.
+	ServiceAccountName string
 }
 
 // New builds the agent Job that spec describes. Pods are never restarted in place: a failed
@@ -126,6 +130,7 @@ func New(spec Spec) *batchv1.Job {
 	}
 
 	deadline, backoff, resources := Settings(spec.Settings)
+	podSC, containerSC := securityContexts(spec.Settings.AgentSecurityContext, spec.Capabilities)
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: spec.Namespace,
@@ -141,19 +146,14 @@ func New(spec Spec) *batchv1.Job {
 				ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels)},
 				Spec: corev1.PodSpec{
 					RestartPolicy: corev1.RestartPolicyNever,
-					// The agent only touches files: it has no use for API credentials or for the
-					// environment variables of every Service in the namespace.
-					AutomountServiceAccountToken: ptr.To(false),
-					EnableServiceLinks:           ptr.To(false),
-					// No fsGroup: the kubelet would change the group of every file on the
-					// volume, rewriting the very ownership a backup must record.
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsUser:      ptr.To[int64](0),
-						RunAsGroup:     ptr.To[int64](0),
-						RunAsNonRoot:   ptr.To(false),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					Affinity: nodeAffinity(spec.NodeName),
+					// Unless it runs commands in the application's pod, the agent only touches
+					// files: it has no use for API credentials.
+					ServiceAccountName:           spec.ServiceAccountName,
+					AutomountServiceAccountToken: ptr.To(spec.ServiceAccountName != ""),
+					// Nor for the environment variables of every Service in the namespace.
+					EnableServiceLinks: ptr.To(false),
+					SecurityContext:    podSC,
+					Affinity:           nodeAffinity(spec.NodeName),
 					Volumes:  volumes,
 					Containers: []corev1.Container{{
 						Name:                     ContainerName,
@@ -164,16 +164,7 @@ func New(spec Spec) *batchv1.Job {
 						VolumeMounts:             mounts,
 						TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-						SecurityContext: &corev1.SecurityContext{
-							Privileged:               ptr.To(false),
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							RunAsNonRoot:             ptr.To(false),
-							Capabilities: &corev1.Capabilities{
-								Drop: []corev1.Capability{"ALL"},
-								Add:  slices.Clone(spec.Capabilities),
-							},
-						},
+						SecurityContext:          containerSC,
 					}},
 				},
 			},
@@ -183,6 +174,43 @@ func New(spec Spec) *batchv1.Job {
 		job.OwnerReferences = []metav1.OwnerReference{*spec.Owner}
 	}
 	return job
+}
+
+// securityContexts are the agent pod's and container's security contexts. By default the agent
+// runs as root with every capability dropped but caps, which Kubernetes grants to root only.
+// With as set it runs as that user with no capabilities at all, which Pod Security "restricted"
+// admits: it then reads and writes what that user may.
+func securityContexts(as *platformv1.AgentSecurityContext, caps []corev1.Capability) (*corev1.PodSecurityContext, *corev1.SecurityContext) {
+	container := &corev1.SecurityContext{
+		Privileged:               ptr.To(false),
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsNonRoot:             ptr.To(false),
+		Capabilities: &corev1.Capabilities{
+			Drop: []corev1.Capability{"ALL"},
+			Add:  slices.Clone(caps),
+		},
+	}
+	seccomp := &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	if as == nil {
+		// No fsGroup: the kubelet would change the group of every file on the volume,
+		// rewriting the very ownership a backup must record.
+		return &corev1.PodSecurityContext{
+			RunAsUser:      ptr.To[int64](0),
+			RunAsGroup:     ptr.To[int64](0),
+			RunAsNonRoot:   ptr.To(false),
+			SeccompProfile: seccomp,
+		}, container
+	}
+	container.RunAsNonRoot = ptr.To(true)
+	container.Capabilities.Add = nil
+	return &corev1.PodSecurityContext{
+		RunAsUser:      ptr.To(as.RunAsUser),
+		RunAsGroup:     as.RunAsGroup,
+		FSGroup:        as.FSGroup,
+		RunAsNonRoot:   ptr.To(true),
+		SeccompProfile: seccomp,
+	}, container
 }
 
 // Settings returns a run's deadline, retries and pod resources, with the API's defaults for what

@@ -269,6 +269,11 @@ var agentReasons = map[agent.Reason]string{
 	agent.ArchiveRetained:       platformv1.ReasonArchiveRetained,
 	agent.EncryptionKeyMissing:  platformv1.ReasonEncryptionKeyMissing,
 	agent.WrongEncryptionKey:    platformv1.ReasonWrongEncryptionKey,
+	agent.ExecForbidden:         platformv1.ReasonExecForbidden,
+	agent.PodNotRunning:         platformv1.ReasonPodNotRunning,
+	agent.CommandFailed:         platformv1.ReasonCommandFailed,
+	agent.StreamFailed:          platformv1.ReasonStreamFailed,
+	agent.HookFailed:            platformv1.ReasonHookFailed,
 }
 
 // ConditionReason is the Succeeded condition's reason for a failure the agent reported:

@@ -182,6 +182,13 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 	}
 
 	source, node := claim, ""
+	var execArgs []string
+	if live(b) {
+		var ok bool
+		if execArgs, node, ok, err = c.execTarget(ctx, b, claim, events); !ok || err != nil {
+			return nil, 0, err
+		}
+	}
 	if fromSnapshot(b) {
 		// The agent reads a new claim made from the snapshot: no pod uses it, and it can be
 		// read on any node.
@@ -190,7 +197,7 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 			return nil, requeue, err
 		}
 		source = tmp
-	} else {
+	} else if !fromCommand(b) {
 		var ok bool
 		if node, ok, err = c.directReadNode(ctx, b, claim, events); !ok || err != nil {
 			return nil, 0, err
@@ -208,7 +215,7 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		}
 	}
 	owner := metav1.NewControllerRef(b, platformv1.SchemeGroupVersion.WithKind("Backup"))
-	job := agentjob.New(agentjob.Spec{
+	spec := agentjob.Spec{
 		Namespace: b.Namespace,
 		Name:      JobName(b),
 		Owner:     owner,
@@ -218,8 +225,7 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 			agentjob.LabelComponent: agentjob.ComponentBackup,
 		},
 		Image: c.deps.AgentImage,
-		Args: []string{agent.OpBackup,
-			"--source", agentjob.SourceMountPath,
+		Args: slices.Concat(sourceArgs(b), []string{
 			"--output", access.Location,
 			"--compression", string(compression(b)),
 			"--namespace", b.Namespace,
@@ -227,15 +233,18 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 			"--policy=" + b.Spec.PolicyName,
 			"--backup", b.Name,
 			"--backup-uid", string(b.UID),
-		},
-		Mounts: []agentjob.Mount{
-			{Name: "source", ClaimName: source.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true},
-		},
-		Storage:      access,
-		Capabilities: agentjob.ReadCapabilities,
-		NodeName:     node,
-		Settings:     b.Spec.JobSettings,
-	})
+		}, execArgs),
+		Storage:            access,
+		NodeName:           node,
+		Settings:           b.Spec.JobSettings,
+		ServiceAccountName: b.Spec.ExecServiceAccountName,
+	}
+	if !fromCommand(b) {
+		// A command's output is the archive: the agent itself never mounts the claim then.
+		spec.Mounts = []agentjob.Mount{{Name: "source", ClaimName: source.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true}}
+		spec.Capabilities = agentjob.ReadCapabilities
+	}
+	job := agentjob.New(spec)
 	job.Annotations = map[string]string{AnnotationArchiveKey: archivePath}
 	if st.IsS3() {
 		job.Annotations[AnnotationArchiveBucket] = st.S3.Bucket
@@ -257,6 +266,15 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		Message: fmt.Sprintf("Created Job %s to archive PersistentVolumeClaim %s to %s on %s%s", created.Name, claim.Name, archivePath, st, where)})
 	b.Status.NodeName = node
 	return created, 0, nil
+}
+
+// sourceArgs are the agent's subcommand and, unless a command's output is the archive, the
+// mount it reads.
+func sourceArgs(b *platformv1.Backup) []string {
+	if fromCommand(b) {
+		return []string{agent.OpBackup}
+	}
+	return []string{agent.OpBackup, "--source", agentjob.SourceMountPath}
 }
 
 // directReadNode is the node where the agent must read claim directly: the node of the pod using
@@ -326,6 +344,7 @@ func (c *Controller) follow(ctx context.Context, b *platformv1.Backup, job *batc
 		*events = append(*events, started(b, obs))
 	}
 	b.Status.StartTime, b.Status.CompletionTime, b.Status.Duration = end.StartTime, end.CompletionTime, end.Duration
+	recordSource(b, end.Result, events)
 	switch end.Outcome {
 	case agentjob.OutcomeSucceeded:
 		c.complete(b, job, end.Result, events)

@@ -62,6 +62,8 @@ func (p BackupPhase) Final() bool { return p == BackupCompleted || p == BackupFa
 
 // BackupSpec is what to archive and how. It cannot change after creation.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a Backup's spec cannot change after creation: create a new Backup instead"
+// +kubebuilder:validation:XValidation:rule="!((has(self.source) && has(self.source.command)) || has(self.hooks)) || has(self.execServiceAccountName)",message="source.command and hooks run as the ServiceAccount named in execServiceAccountName: set it (see manifests/examples/exec-rbac.yaml)"
+// +kubebuilder:validation:XValidation:rule="!has(self.hooks) || !has(self.source) || self.source.copyMethod != 'Snapshot'",message="hooks run around a Direct read of the claim; with copyMethod Snapshot the snapshot is the consistent instant: remove hooks or use copyMethod Direct"
 type BackupSpec struct {
 	// pvcName is the PersistentVolumeClaim, in the Backup's namespace, to archive. It is mounted
 	// read-only.

@@ -46,6 +46,8 @@ const (
 
 // BackupPolicySpec is what to back up, when, and how long to keep it.
 // +kubebuilder:validation:XValidation:rule="!self.schedule.startsWith('CRON_TZ=') && !self.schedule.startsWith('TZ=')",message="schedule must not carry a CRON_TZ= or TZ= prefix: set spec.timeZone instead"
+// +kubebuilder:validation:XValidation:rule="!((has(self.source) && has(self.source.command)) || has(self.hooks)) || has(self.execServiceAccountName)",message="source.command and hooks run as the ServiceAccount named in execServiceAccountName: set it (see manifests/examples/exec-rbac.yaml)"
+// +kubebuilder:validation:XValidation:rule="!has(self.hooks) || !has(self.source) || self.source.copyMethod != 'Snapshot'",message="hooks run around a Direct read of the claim; with copyMethod Snapshot the snapshot is the consistent instant: remove hooks or use copyMethod Direct"
 type BackupPolicySpec struct {
 	// schedule in cron format: five fields (minute hour day-of-month month day-of-week) or a
 	// descriptor such as @daily, @hourly or @every 6h. Times are in timeZone.

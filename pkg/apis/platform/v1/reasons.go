@@ -32,6 +32,12 @@ const (
 	ReasonStorageNotFound = "StorageNotFound"
 	// ReasonStorageReadOnly: a Backup names a ReadOnly BackupStorage, which is never written.
 	ReasonStorageReadOnly = "StorageReadOnly"
+	// ReasonNoRunningPod: a Backup with a source command or hooks found no running pod that
+	// mounts the claim; commands run only in the application's own pod, never a guessed one.
+	ReasonNoRunningPod = "NoRunningPod"
+	// ReasonPodNotUnique: more than one running pod mounts the claim, so which one runs the
+	// command or hooks would be a guess.
+	ReasonPodNotUnique = "PodNotUnique"
 	// ReasonClaimInUse: another running pod holds the claim in a way the agent cannot share: a
 	// ReadWriteOncePod claim that only one pod may mount, or a restore target mounted read-write.
 	ReasonClaimInUse = "ClaimInUse"
@@ -127,6 +133,19 @@ const (
 	ReasonWrongEncryptionKey = "WrongEncryptionKey"
 	// ReasonInvalidEncryption: the storage's encryption names no valid recipient.
 	ReasonInvalidEncryption = "InvalidEncryption"
+	// ReasonExecForbidden: the agent's ServiceAccount (execServiceAccountName) may not get pods
+	// or create pods/exec in the namespace; the message names the rule to grant.
+	ReasonExecForbidden = "ExecForbidden"
+	// ReasonPodNotRunning: the pod that mounts the claim stopped running, or does not run the
+	// container a command or hook names.
+	ReasonPodNotRunning = "PodNotRunning"
+	// ReasonCommandFailed: the source command exited non-zero, timed out or broke its stream;
+	// the message has its exit code and the end of its standard error.
+	ReasonCommandFailed = "CommandFailed"
+	// ReasonStreamFailed: the source command's output was not what its format says.
+	ReasonStreamFailed = "StreamFailed"
+	// ReasonHookFailed: a hook with onError Fail failed; status.hooks has its exit code and output.
+	ReasonHookFailed = "HookFailed"
 	// ReasonAgentFailed: the agent failed for a reason this controller does not know.
 	ReasonAgentFailed = "AgentFailed"
 )

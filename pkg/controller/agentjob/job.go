@@ -154,7 +154,7 @@ func New(spec Spec) *batchv1.Job {
 					EnableServiceLinks: ptr.To(false),
 					SecurityContext:    podSC,
 					Affinity:           nodeAffinity(spec.NodeName),
-					Volumes:  volumes,
+					Volumes:            volumes,
 					Containers: []corev1.Container{{
 						Name:                     ContainerName,
 						Image:                    spec.Image,

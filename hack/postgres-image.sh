@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The PostgreSQL image that restore drills probe with on the local node: the
+# The PostgreSQL image of the local node: restore drills probe with it, and the
+# end-to-end tests run a live database in it (the server under a pgbench load,
+# backed up with pg_basebackup and pg_dump from its own pod). It holds the
 # postgresql-15 files of this machine's distribution (the server, pg_ctl, psql,
-# their libraries, the share directory and the time zones), a POSIX shell and a
-# few coreutils, built without a container engine by hack/image -rootfs. Its
+# pgbench, pg_basebackup, pg_dump, pg_restore, their libraries, the share
+# directory and the time zones), a POSIX shell and a few coreutils, built
+# without a container engine by hack/image -rootfs. Its
 # /etc/passwd names the postgres user with the same IDs as on this machine, so a
 # data directory backed up here opens in the image as its owner.
 #
@@ -19,7 +22,7 @@ TAG="backup-operator-postgres:dev"
 PG_MAJOR=15
 PG_LIB="/usr/lib/postgresql/${PG_MAJOR}"
 PG_SHARE="/usr/share/postgresql/${PG_MAJOR}"
-PG_BINARIES=(postgres pg_ctl psql initdb pg_isready pg_controldata)
+PG_BINARIES=(postgres pg_ctl psql initdb pg_isready pg_controldata pgbench pg_basebackup pg_dump pg_restore)
 TOOLS=(cat ls mkdir rm sleep id head tail wc env du)
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -36,11 +36,13 @@ const usage = `usage: backup-controller agent COMMAND [flags]
 Commands:
   backup   --source DIR --output LOCATION [--compression zstd|gzip|none]
            [--recipient AGE1... | --recipients-file FILE]
-           [--exec-pod POD --namespace NS [--command JSON] [--hooks JSON]]
+           [--exec-pod POD --namespace NS [--command JSON] [--hooks JSON]
+            [--exec-service-account NAME]]
   restore  --archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace]
+           [--format tar|file [--file-name NAME]] [--identity-file FILE]
+  verify   --archive LOCATION --sha256 HEX [--format tar|file [--file-name NAME]]
            [--identity-file FILE]
-  verify   --archive LOCATION --sha256 HEX [--identity-file FILE]
-  delete   --archive LOCATION
+  delete   --archive LOCATION [--format tar|file [--file-name NAME]]
   storage check --location DIR|s3://BUCKET[/PREFIX] [--read-only]
   storage list  --location DIR|s3://BUCKET[/PREFIX]
 
@@ -59,8 +61,16 @@ A backup with recipients (--recipient, --recipients-file, or the lines of
 
 With --exec-pod, the agent runs the --hooks (pre before the read, post after
 it, also when it failed) in that pod, as its own ServiceAccount, and with
---command archives the command's standard output (a tar stream) instead of
---source. It needs get on pods and create on pods/exec in the namespace.
+--command archives the command's standard output instead of --source. It
+needs get on pods and create on pods/exec in the namespace. A command of
+format tar writes a tar stream, archived like a volume's files; one of format
+file (such as pg_dump -Fc) writes one file, archived as it is, compressed and
+maybe encrypted with no tar around it, in an archive named
+*.FILENAME.zst, *.FILENAME.gz or *.FILENAME (then .age when encrypted), where
+FILENAME is the command's fileName (default ` + archive.DefaultFileName + `). Plain tools restore it:
+zstd -d < NAME.dump.zst > dump, or age -d -i KEY NAME.dump.zst.age | zstd -d.
+Restore and verify read such an archive only when told: --format file
+--file-name FILENAME; restore writes the file into the target's root.
 
 Every command prints one JSON result on stdout and accepts
 --termination-log PATH (default ` + DefaultTerminationLog + `).
@@ -297,6 +307,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	c.fs.StringVar(&opts.Origin.BackupUID, "backup-uid", "", "UID of the Backup, recorded in the manifest")
 	var lf liveFlags
 	lf.add(c)
+	c.fs.StringVar(&opts.ExecServiceAccountName, "exec-service-account", "", "ServiceAccount the agent runs --command as, recorded in the manifest")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
@@ -322,9 +333,14 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	l := &live{ns: opts.Origin.Namespace, pod: lf.pod, claim: opts.Origin.PVC, flags: &lf, res: res}
 	if lf.command.v != nil {
 		res.Source = l.sourceStatus()
-		opts.Command = lf.command.v.Command
-		if lf.command.v.Format != platformv1.StreamFormatTar {
-			return c.finish(&archive.Error{Reason: archive.InvalidArgument, Msg: fmt.Sprintf("--command format %q is not supported by this agent: use tar", lf.command.v.Format)})
+		cmd := lf.command.v
+		opts.Command, opts.Container = cmd.Command, cmd.Container
+		switch cmd.Format {
+		case platformv1.StreamFormatTar:
+		case platformv1.StreamFormatFile:
+			opts.Format, opts.FileName = archive.FormatFile, cmd.FileName
+		default:
+			return c.finish(&archive.Error{Reason: archive.InvalidArgument, Msg: fmt.Sprintf("--command format %q is unknown: use tar (the output is a tar stream) or file (it is one file)", cmd.Format)})
 		}
 		if opts.Source == "" {
 			opts.Source = opts.Origin.Namespace + "/" + lf.pod + "/" + lf.command.v.Container
@@ -340,7 +356,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err == nil {
 		var wait func() error
 		if lf.command.v != nil {
-			var out io.ReadCloser
+			var out io.Reader
 			out, wait = l.stream(ctx)
 			opts.Stream = out
 		}
@@ -395,15 +411,21 @@ func backupOnce(ctx context.Context, c *command, res *BackupResult, opts archive
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &RestoreResult{}
-	c := newCommand(OpRestore, "--archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace] [--identity-file FILE]", res, stdout, stderr).withStorage().withIdentity()
+	c := newCommand(OpRestore, "--archive LOCATION --target DIR --sha256 HEX [--overwrite refuse|merge|replace] [--format tar|file [--file-name NAME]] [--identity-file FILE]", res, stdout, stderr).withStorage().withIdentity()
 	var opts archive.RestoreOptions
 	var overwrite string
+	var ff formatFlags
 	c.fs.StringVar(&opts.Archive, "archive", "", "archive to restore: a file name or s3://BUCKET/KEY")
 	c.fs.StringVar(&opts.Target, "target", "", "existing directory to restore into (the target volume's mount point)")
 	c.fs.StringVar(&opts.SHA256, "sha256", "", "expected sha256 of the archive, as recorded by the backup; nothing is written unless it matches")
 	c.fs.StringVar(&overwrite, "overwrite", string(archive.OverwriteRefuse), "what to do with a non-empty target: refuse, merge (overwrite the archive's files, keep others) or replace (empty the target first)")
+	ff.add(c, ", restored into the target's root as --file-name")
 	if code := c.parse(args); code >= 0 {
 		return code
+	}
+	var err error
+	if opts.Format, opts.FileName, err = ff.parse(); err != nil {
+		return c.finish(err)
 	}
 	ow, err := archive.ParseOverwrite(overwrite)
 	if err != nil {
@@ -413,6 +435,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	res.Archive, res.Target, res.Overwrite = opts.Archive, opts.Target, ow
 	if err := archive.CheckRestoreOptions(&opts); err != nil {
 		return c.finish(err)
+	}
+	if opts.Format == archive.FormatFile {
+		res.Format, res.FileName = opts.Format, opts.FileName
 	}
 	if opts.Identities, err = c.identities(); err != nil {
 		return c.finish(err)
@@ -432,15 +457,21 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &VerifyResult{}
-	c := newCommand(OpVerify, "--archive LOCATION --sha256 HEX [--identity-file FILE]", res, stdout, stderr).withStorage().withIdentity()
+	c := newCommand(OpVerify, "--archive LOCATION --sha256 HEX [--format tar|file [--file-name NAME]] [--identity-file FILE]", res, stdout, stderr).withStorage().withIdentity()
 	var location, sum string
+	var ff formatFlags
 	c.fs.StringVar(&location, "archive", "", "archive to verify: a file name or s3://BUCKET/KEY")
 	c.fs.StringVar(&sum, "sha256", "", "expected sha256 of the archive")
+	ff.add(c, "")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
 	res.Archive = location
 	if err := archive.CheckSHA256(sum); err != nil {
+		return c.finish(err)
+	}
+	format, fileName, err := ff.parse()
+	if err != nil {
 		return c.finish(err)
 	}
 	ids, err := c.identities()
@@ -452,11 +483,40 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return c.finish(err)
 	}
 	defer src.Close()
-	stats, err := archive.VerifySource(ctx, src, sum, ids)
+	var stats *archive.VerifyStats
+	if format == archive.FormatFile {
+		stats, err = archive.VerifyFileArchive(ctx, src, sum, ids, fileName)
+	} else {
+		stats, err = archive.VerifySource(ctx, src, sum, ids)
+	}
 	if stats != nil {
 		res.VerifyStats = *stats
 	}
 	return c.finish(err)
+}
+
+// formatFlags are --format and --file-name: what an archive holds, which the controller knows
+// from the Backup's source.command, since a file archive's name alone cannot say.
+type formatFlags struct{ format, fileName string }
+
+// add registers the flags; what says what happens to the file of a file archive.
+func (f *formatFlags) add(c *command, what string) {
+	c.fs.StringVar(&f.format, "format", string(archive.FormatTar), "what the archive holds, as the backup's source.command.format says: tar, or file (one file"+what+")")
+	c.fs.StringVar(&f.fileName, "file-name", "", "with --format file, the backup's source.command.fileName (default "+archive.DefaultFileName+")")
+}
+
+// parse returns the format and the file name of a file archive (the default when unset).
+func (f *formatFlags) parse() (archive.StreamFormat, string, error) {
+	format, err := archive.ParseStreamFormat(f.format)
+	switch {
+	case err != nil:
+		return "", "", err
+	case format == archive.FormatTar && f.fileName != "":
+		return "", "", &archive.Error{Reason: archive.InvalidArgument, Msg: fmt.Sprintf("--file-name %q applies only to --format file: pass --format file for a file archive, or drop --file-name", f.fileName)}
+	case format == archive.FormatFile && f.fileName == "":
+		return format, archive.DefaultFileName, nil
+	}
+	return format, f.fileName, nil
 }
 
 // open opens the archive at location for reading.
@@ -470,18 +530,27 @@ func (c *command) open(ctx context.Context, location string) (archive.Source, er
 
 func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res := &DeleteResult{}
-	c := newCommand(OpDelete, "--archive LOCATION", res, stdout, stderr).withStorage()
+	c := newCommand(OpDelete, "--archive LOCATION [--format tar|file [--file-name NAME]]", res, stdout, stderr).withStorage()
 	var location string
+	var ff formatFlags
 	c.fs.StringVar(&location, "archive", "", "archive to delete, with its .sha256 and .manifest.json: a file name or s3://BUCKET/KEY")
+	ff.add(c, "")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
 	res.Archive = location
+	format, fileName, err := ff.parse()
+	if err != nil {
+		return c.finish(err)
+	}
+	if format == archive.FormatTar {
+		fileName = ""
+	}
 	backend, key, err := c.storage(ctx, location)
 	if err != nil {
 		return c.finish(err)
 	}
-	stats, err := backend.Delete(ctx, key)
+	stats, err := backend.Delete(ctx, key, fileName)
 	if stats != nil {
 		res.DeleteStats = *stats
 	}

@@ -219,10 +219,12 @@ func (l *live) post(ctx context.Context) error {
 	return l.runHooks(ctx, platformv1.HookPost, l.flags.hooks.v.Post)
 }
 
-// stream starts the source command, its standard output piped into the returned reader, and
-// returns a func that waits for the command to end and says how it did. The command's exit,
-// not the end of its output, decides: the archive is published only after wait returns nil.
-func (l *live) stream(ctx context.Context) (io.ReadCloser, func() error) {
+// stream returns the source command's standard output, and a func that waits for the command
+// to end and says how it did. The command starts on the first read, once the archive's storage
+// is ready, so a storage that refuses the archive never costs the application a backup. The
+// command's exit, not the end of its output, decides: the archive is published only after wait
+// returns nil.
+func (l *live) stream(ctx context.Context) (io.Reader, func() error) {
 	c := l.flags.command.v
 	var timeout time.Duration
 	if c.TimeoutSeconds != nil {
@@ -230,27 +232,52 @@ func (l *live) stream(ctx context.Context) (io.ReadCloser, func() error) {
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
-	go func() {
-		_, err := l.exec.Exec(ctx, l.ns, l.pod, podexec.Command{Container: c.Container, Argv: c.Command, Timeout: timeout}, pw)
-		if err != nil {
-			pw.CloseWithError(err)
-		} else {
-			pw.Close()
-		}
-		done <- err
-	}()
+	var start sync.Once
+	started := false
+	run := func() {
+		started = true
+		go func() {
+			_, err := l.exec.Exec(ctx, l.ns, l.pod, podexec.Command{Container: c.Container, Argv: c.Command, Timeout: timeout}, pw)
+			if err != nil {
+				pw.CloseWithError(err)
+			} else {
+				pw.Close()
+			}
+			done <- err
+		}()
+	}
 	var once sync.Once
 	var result error
 	wait := func() error {
 		once.Do(func() {
 			// Whatever is still unread is of no use now; closing lets a blocked command end.
-			pr.CloseWithError(errors.New("the backup stopped reading the command's output"))
-			result = classify(<-done)
+			pr.CloseWithError(errStoppedReading)
+			start.Do(func() {}) // a command that has not started never will
+			if !started {
+				return
+			}
+			err := <-done
+			if errors.Is(err, errStoppedReading) {
+				// The backup stopped first, and its own error says why.
+				return
+			}
+			result = classify(err)
 		})
 		return result
 	}
-	return pr, wait
+	return readerFunc(func(p []byte) (int, error) {
+		start.Do(run)
+		return pr.Read(p)
+	}), wait
 }
+
+// readerFunc is a func as an io.Reader.
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// errStoppedReading ends a command whose output the backup no longer reads, because it failed.
+var errStoppedReading = errors.New("the backup stopped reading the command's output")
 
 // sourceStatus records the command source in the result.
 func (l *live) sourceStatus() *platformv1.SourceStatus {

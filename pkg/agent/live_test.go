@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -84,6 +85,19 @@ func tarStream(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
+// writes is an executor on which program writes out to its standard output and exits 0, as
+// the real one reports a write that failed; every other command does nothing and exits 0.
+func writes(program string, out []byte) *podexec.Fake {
+	return &podexec.Fake{Run: func(call podexec.Call, stdout io.Writer) (podexec.Result, error) {
+		if call.Argv[0] == program {
+			if _, err := stdout.Write(out); err != nil {
+				return podexec.Result{ExitCode: -1}, fmt.Errorf("writing the standard output of %s: %w", program, err)
+			}
+		}
+		return podexec.Result{}, nil
+	}}
+}
+
 // hook is a hook in container postgres.
 func hook(onError platformv1.HookOnError, argv ...string) platformv1.Hook {
 	return platformv1.Hook{Container: "postgres", Command: argv, OnError: onError}
@@ -149,14 +163,7 @@ func callArgv(ex *podexec.Fake) []string {
 func TestCommandStreamBackup(t *testing.T) {
 	store := t.TempDir()
 	stream := tarStream(t, map[string]string{"PG_VERSION": "15\n", "backup_label": "START WAL LOCATION: 0/2000028\n", "base/1/1259": "page"})
-	ex := &podexec.Fake{Run: func(call podexec.Call, stdout io.Writer) (podexec.Result, error) {
-		if call.Argv[0] == "pg_basebackup" {
-			if _, err := stdout.Write(stream); err != nil {
-				return podexec.Result{ExitCode: -1}, err
-			}
-		}
-		return podexec.Result{}, nil
-	}}
+	ex := writes("pg_basebackup", stream)
 	withExec(t, ex, "", appPod())
 	cmd := `{"container":"postgres","command":["pg_basebackup","-Ft","-D","-","-X","fetch"],"format":"tar"}`
 	out := filepath.Join(store, "b.tar.zst")
@@ -188,16 +195,17 @@ func TestLiveBackupFailures(t *testing.T) {
 	stream := tarStream(t, map[string]string{"PG_VERSION": "15\n"})
 	cmd := `{"container":"postgres","command":["pg_basebackup","-Ft","-D","-"],"format":"tar"}`
 	for _, tc := range []struct {
-		name    string
-		command string
-		hooks   platformv1.BackupHooks
-		denied  string
-		pod     *corev1.Pod
-		run     func(call podexec.Call, stdout io.Writer) (podexec.Result, error)
-		code    int
-		reason  Reason
-		says    []string
-		ran     []string
+		name     string
+		command  string
+		hooks    platformv1.BackupHooks
+		denied   string
+		pod      *corev1.Pod
+		run      func(call podexec.Call, stdout io.Writer) (podexec.Result, error)
+		existing bool
+		code     int
+		reason   Reason
+		says     []string
+		ran      []string
 	}{{
 		name:  "a pre hook fails under Fail",
 		hooks: platformv1.BackupHooks{Pre: []platformv1.Hook{hook(platformv1.HookFail, "freeze")}, Post: []platformv1.Hook{hook("", "thaw")}},
@@ -241,6 +249,11 @@ func TestLiveBackupFailures(t *testing.T) {
 		code: ExitRefused, reason: StreamFailed, says: []string{"not a complete tar stream"},
 		ran: []string{"pg_basebackup -Ft -D -"},
 	}, {
+		name: "the archive exists already", command: cmd, existing: true,
+		run:  writes("pg_basebackup", stream).Run,
+		code: ExitRefused, reason: OutputExists, says: []string{"already exists"},
+		ran: nil, // the command never starts when the archive cannot be written
+	}, {
 		name: "no exec grant", command: cmd, denied: "exec",
 		hooks: platformv1.BackupHooks{Pre: []platformv1.Hook{hook("", "freeze")}, Post: []platformv1.Hook{hook("", "thaw")}},
 		code:  ExitRefused, reason: ExecForbidden, says: []string{`may not create pods/exec in namespace "db"`, `resources: ["pods/exec"], verbs: ["create"]`},
@@ -258,6 +271,9 @@ func TestLiveBackupFailures(t *testing.T) {
 				pod = appPod()
 			}
 			withExec(t, ex, tc.denied, pod)
+			if tc.existing {
+				writeFiles(t, store, map[string]string{"b.tar.zst": "an older archive"})
+			}
 			args := []string{"backup", "--output", filepath.Join(store, "b.tar.zst"), "--namespace", "db", "--pvc", "data", "--exec-pod", "postgres-0",
 				"--hooks", hooksJSON(t, tc.hooks)}
 			if tc.command != "" {
@@ -278,7 +294,7 @@ func TestLiveBackupFailures(t *testing.T) {
 			if got := callArgv(ex); !slices.Equal(got, tc.ran) {
 				t.Errorf("ran %q, want %q", got, tc.ran)
 			}
-			if names := listDirNames(t, store); len(names) != 0 {
+			if names := listDirNames(t, store); len(names) != 0 && !(tc.existing && len(names) == 1) {
 				t.Errorf("a failed backup left %v", names)
 			}
 		})

@@ -441,7 +441,7 @@ func TestDelete(t *testing.T) {
 	if err := os.WriteFile(unrelated, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d, err := Delete(stats.Archive)
+	d, err := Delete(stats.Archive, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,13 +451,13 @@ func TestDelete(t *testing.T) {
 	if names := listDir(t, out); len(names) != 1 || names[0] != "other.tar" {
 		t.Errorf("after delete the directory holds %v", names)
 	}
-	d, err = Delete(stats.Archive)
+	d, err = Delete(stats.Archive, "")
 	if err != nil || !d.AlreadyDeleted || len(d.Removed) != 0 {
 		t.Errorf("second delete: %+v, %v", d, err)
 	}
-	_, err = Delete(filepath.Join(out, "notes.txt"))
+	_, err = Delete(filepath.Join(out, "notes.txt"), "")
 	wantReason(t, err, InvalidArgument)
-	_, err = Delete(filepath.Join(out, "unmounted", "x.tar.zst"))
+	_, err = Delete(filepath.Join(out, "unmounted", "x.tar.zst"), "")
 	wantReason(t, err, ArchiveNotFound)
 }
 

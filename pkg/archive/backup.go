@@ -50,11 +50,21 @@ type BackupOptions struct {
 	// MaxChangedList bounds ChangedFileList; zero means DefaultMaxChangedList.
 	MaxChangedList int
 
-	// Stream, when set, is a tar stream of a directory, such as a command's standard output,
-	// archived entry by entry instead of Source: Source is then only recorded.
+	// Stream, when set, is a command's standard output, archived instead of Source: Source is
+	// then only recorded. It is a tar stream of a directory, archived entry by entry, unless
+	// Format is FormatFile.
 	Stream io.Reader
-	// Command is recorded in the manifest as the source of a Stream.
-	Command []string
+	// Format FormatFile archives Stream as the content of one file, called FileName
+	// (DefaultFileName when empty) on restore: compressed, maybe encrypted, and with no tar
+	// around it. Output must then end in "." + FileName and the compression's StreamExtension
+	// (and EncryptedExtension when encrypted). Empty means FormatTar.
+	Format   StreamFormat
+	FileName string
+	// Command, Container and ExecServiceAccountName are recorded in the manifest as the source
+	// of a Stream.
+	Command                []string
+	Container              string
+	ExecServiceAccountName string
 	// BeforeCommit, when set, runs once the archive is written and before it is published;
 	// an error aborts it, and nothing appears under the final name. A stream's producer reports
 	// its exit here: a command that failed after writing a complete tar never makes an archive.
@@ -123,7 +133,7 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 			return nil, err
 		}
 	}
-	committed := false
+	committed := false // set by commit
 	defer func() {
 		if !committed {
 			sink.Abort()
@@ -156,6 +166,15 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	if err != nil {
 		return nil, newError(Internal, err, "cannot start the %s compressor", comp)
 	}
+	if opts.Format == FormatFile {
+		werr := copyFileStream(ctx, cw, opts.Stream, stats)
+		if werr == nil {
+			werr = closeAll(nil, cw)
+		} else {
+			cw.Close() // stop the compressor's goroutines; the data is discarded
+		}
+		return commit(ctx, opts, sink, hw, ew, werr, start, &committed, stats)
+	}
 	w := &walker{
 		ctx:        ctx,
 		src:        opts.Source,
@@ -183,13 +202,21 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	}
 	if werr == nil {
 		werr = closeAll(w.tw, cw)
-		if werr == nil {
-			if err := ew.Close(); err != nil {
-				werr = writeError(err, "cannot finish the encrypted stream")
-			}
-		}
 	} else {
 		cw.Close() // stop the compressor's goroutines; the data is discarded
+	}
+	return commit(ctx, opts, sink, hw, ew, werr, start, &committed, stats)
+}
+
+// commit ends a Backup whose plaintext was written, or failed with werr: it finishes the
+// encryption and the hash, lets BeforeCommit decide, and publishes the archive with its
+// checksum and manifest.
+func commit(ctx context.Context, opts BackupOptions, sink Sink, hw *hashingWriter, ew io.WriteCloser, werr error, start time.Time, committed *bool, stats *BackupStats) (*BackupStats, error) {
+	name := sink.Name()
+	if werr == nil {
+		if err := ew.Close(); err != nil {
+			werr = writeError(err, "cannot finish the encrypted stream")
+		}
 	}
 	if werr == nil {
 		if err := hw.flush(); err != nil {
@@ -211,7 +238,7 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 		Source:          opts.Source,
 		Command:         opts.Command,
 		Origin:          opts.Origin,
-		Compression:     comp,
+		Compression:     stats.Compression,
 		Encryption:      stats.Encryption,
 		SHA256:          stats.SHA256,
 		Size:            stats.Size,
@@ -228,6 +255,12 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 		CompletionTime:  time.Now().UTC(),
 		ToolVersion:     opts.ToolVersion,
 	}
+	if opts.Stream != nil {
+		m.Container, m.ExecServiceAccountName = opts.Container, opts.ExecServiceAccountName
+	}
+	if opts.Format == FormatFile {
+		m.Format, m.FileName = FormatFile, opts.FileName
+	}
 	mb, err := m.encode()
 	if err != nil {
 		return nil, newError(Internal, err, "cannot encode the manifest")
@@ -235,14 +268,17 @@ func Backup(ctx context.Context, opts BackupOptions) (*BackupStats, error) {
 	if err := sink.Commit(ctx, stats.Size, checksumLine(stats.SHA256, name), mb); err != nil {
 		return nil, err
 	}
-	committed = true
+	*committed = true
 	return stats, nil
 }
 
+// closeAll finishes the tar stream, when there is one, and the compressed stream.
 func closeAll(tw *tar.Writer, cw io.Closer) error {
-	if err := tw.Close(); err != nil {
-		cw.Close()
-		return writeError(err, "cannot finish the tar stream")
+	if tw != nil {
+		if err := tw.Close(); err != nil {
+			cw.Close()
+			return writeError(err, "cannot finish the tar stream")
+		}
 	}
 	if err := cw.Close(); err != nil {
 		return writeError(err, "cannot finish the compressed stream")
@@ -268,12 +304,33 @@ func checkBackupOptions(opts *BackupOptions, name string) (Compression, error) {
 	if name == "" {
 		return "", newError(InvalidArgument, nil, "--output is required: pass the archive's full file name, ending in .tar.zst, .tar.gz or .tar")
 	}
+	fileName := ""
+	switch opts.Format {
+	case "", FormatTar:
+		opts.Format, opts.FileName = "", ""
+	case FormatFile:
+		if opts.Stream == nil {
+			return "", newError(InvalidArgument, nil, "format file archives a command's output, and no command was given: back a volume up as a tar (the default format)")
+		}
+		if opts.FileName == "" {
+			opts.FileName = DefaultFileName
+		}
+		if err := CheckFileName(opts.FileName); err != nil {
+			return "", err
+		}
+		fileName = opts.FileName
+	default:
+		_, err := ParseStreamFormat(string(opts.Format))
+		return "", err
+	}
 	comp := opts.Compression
-	format, ok := FormatForName(name)
+	format, ok := formatForName(name, fileName)
 	byName := format.Compression
 	encrypted := opts.Recipients != nil
-	want := Format{Compression: comp, Encrypted: encrypted}
+	want := Format{Compression: comp, Encrypted: encrypted, FileName: fileName}
 	switch {
+	case !ok && comp == "" && fileName != "":
+		return "", newError(InvalidArgument, nil, "--output %q must end in .%s.zst (zstd, the default), .%s.gz (gzip) or .%s (none)%s: a file archive is named after the file it restores as", name, fileName, fileName, fileName, encryptedHint(encrypted))
 	case !ok && comp == "":
 		return "", newError(InvalidArgument, nil, "--output %q must end in .tar.zst (zstd, the default), .tar.gz (gzip) or .tar (none)%s", name, encryptedHint(encrypted))
 	case !ok:
@@ -281,7 +338,7 @@ func checkBackupOptions(opts *BackupOptions, name string) (Compression, error) {
 	case comp == "":
 		comp = byName
 	case comp != byName:
-		return "", newError(InvalidArgument, nil, "--output %q ends in %s but --compression is %s: name it %s", name, format.Extension(), comp, TrimExtension(name)+want.Extension())
+		return "", newError(InvalidArgument, nil, "--output %q ends in %s but --compression is %s: name it %s", name, format.Extension(), comp, format.Trim(name)+want.Extension())
 	}
 	switch {
 	case encrypted && !format.Encrypted:
@@ -359,6 +416,50 @@ type walker struct {
 	sinceCheck int64
 	beforeRead func(rel string)
 	beforeList func(rel string)
+}
+
+// copyFileStream compresses r, the content of a file archive, into cw: the whole of it, with no
+// tar around it, counting it as one file.
+func copyFileStream(ctx context.Context, cw io.Writer, r io.Reader, stats *BackupStats) error {
+	direct, _ := cw.(readBufferer)
+	var buf []byte
+	if direct == nil {
+		buf = make([]byte, copyBufferSize)
+	}
+	var sinceCheck int64
+	for {
+		if direct != nil {
+			b, err := direct.readBuffer()
+			if err != nil {
+				return writeError(err, "cannot write archive data")
+			}
+			buf = b
+		}
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := cw.Write(buf[:n]); err != nil {
+				return writeError(err, "cannot write archive data")
+			}
+			stats.SourceBytes += int64(n)
+			if sinceCheck += int64(n); sinceCheck >= cancelCheckBytes {
+				sinceCheck = 0
+				if err := ctx.Err(); err != nil {
+					return newError(Canceled, err, "backup interrupted; nothing was left under the final name, run it again")
+				}
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return newError(StreamFailed, rerr, "reading the command's output")
+		}
+	}
+	if stats.SourceBytes == 0 {
+		return newError(StreamFailed, nil, "the command wrote nothing to its standard output: there is nothing to back up (check that it writes the dump to standard output, not to a file)")
+	}
+	stats.Files = 1
+	return nil
 }
 
 func (w *walker) walkRoot() error {

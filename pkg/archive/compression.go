@@ -39,6 +39,18 @@ func (c Compression) Extension() string {
 	return ""
 }
 
+// StreamExtension is the suffix the zstd and gzip tools give a compressed file, and what follows
+// the file name in the name of a file archive (FormatFile): ".zst", ".gz", or nothing.
+func (c Compression) StreamExtension() string {
+	switch c {
+	case Zstd:
+		return ".zst"
+	case Gzip:
+		return ".gz"
+	}
+	return ""
+}
+
 // ParseCompression validates a --compression value.
 func ParseCompression(s string) (Compression, error) {
 	switch c := Compression(strings.ToLower(s)); c {
@@ -55,36 +67,107 @@ func CompressionForName(name string) (Compression, bool) {
 	return f.Compression, ok
 }
 
-// Format is how an archive's tar stream is encoded: compressed, then maybe encrypted.
+// StreamFormat is what an archive holds once decrypted and decompressed, as the manifest records
+// it in "format": a tar stream of a directory (the default, and every volume's archive), or the
+// bytes of one file, such as a database dump, which only a tool told so reads as one.
+type StreamFormat string
+
+// Stream formats.
+const (
+	// FormatTar: the archive is a tar stream. Manifests omit it, so one that names no format is
+	// a tar, as every manifest written before file archives existed.
+	FormatTar StreamFormat = "tar"
+	// FormatFile: the archive is one file's content, compressed and maybe encrypted with no tar
+	// around it, so that plain zstd, gzip or age give the file back.
+	FormatFile StreamFormat = "file"
+)
+
+// ParseStreamFormat validates a --format value; empty means tar.
+func ParseStreamFormat(s string) (StreamFormat, error) {
+	switch f := StreamFormat(strings.ToLower(s)); f {
+	case "", FormatTar:
+		return FormatTar, nil
+	case FormatFile:
+		return f, nil
+	}
+	return "", newError(InvalidArgument, nil, "unknown --format %q: use tar (default) or file, as the backup was made", s)
+}
+
+// CheckFileName refuses a file archive's file name that is not a plain name in one directory:
+// a restore writes it into the root of its target.
+func CheckFileName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || len(name) > 255 {
+		return newError(InvalidArgument, nil, "file name %q is not a plain file name: pass the fileName of the backup's source.command (default %q)", name, DefaultFileName)
+	}
+	return nil
+}
+
+// DefaultFileName is the name a file archive's content is restored as when no name is given,
+// as the API's default of source.command.fileName.
+const DefaultFileName = "dump"
+
+// Format is how an archive is encoded, as its name says: compressed, then maybe encrypted; a
+// tar unless FileName is set.
 type Format struct {
 	Compression Compression
 	Encrypted   bool
+	// FileName, when set, makes this a file archive (FormatFile) whose content is restored as
+	// FileName. Its extension is then "." + FileName and the compression's StreamExtension
+	// instead of .tar..., so that a name reads as what plain tools give back.
+	FileName string
 }
 
-// Extension is the file name suffix of an archive in format f, such as ".tar.zst.age".
+// Extension is the file name suffix of an archive in format f, such as ".tar.zst.age" or, for
+// a file archive of "dump", ".dump.zst.age".
 func (f Format) Extension() string {
-	if f.Encrypted {
-		return f.Compression.Extension() + EncryptedExtension
+	ext := f.Compression.Extension()
+	if f.FileName != "" {
+		ext = "." + f.FileName + f.Compression.StreamExtension()
 	}
-	return f.Compression.Extension()
+	if f.Encrypted {
+		ext += EncryptedExtension
+	}
+	return ext
 }
 
-// FormatForName returns the format an archive file name's extension implies, and false when
-// the name has none of the supported extensions.
+// Trim is name without the extension of format f: what is left names the Backup.
+func (f Format) Trim(name string) string {
+	return strings.TrimSuffix(name, f.Extension())
+}
+
+// FormatForName returns the format a tar archive's file name implies, and false when the name
+// has none of the tar extensions. A file archive's name is read with FileFormatForName.
 func FormatForName(name string) (Format, bool) {
+	return formatForName(name, "")
+}
+
+// FileFormatForName returns the format of a file archive (FormatFile) called name whose content
+// is restored as fileName, and false when the name does not end in "." + fileName and a stream
+// extension. Without the file name, which only the command line or the manifest knows, nothing
+// tells such a name from any other file's: it is never guessed.
+func FileFormatForName(name, fileName string) (Format, bool) {
+	if fileName == "" {
+		return Format{}, false
+	}
+	return formatForName(name, fileName)
+}
+
+// formatForName is FormatForName, or FileFormatForName when fileName is set.
+func formatForName(name, fileName string) (Format, bool) {
 	plain, encrypted := strings.CutSuffix(name, EncryptedExtension)
 	for _, c := range Compressions {
-		if strings.HasSuffix(plain, c.Extension()) && len(plain) > len(c.Extension()) {
-			return Format{Compression: c, Encrypted: encrypted}, true
+		ext := Format{Compression: c, FileName: fileName}.Extension()
+		if strings.HasSuffix(plain, ext) && len(plain) > len(ext) {
+			return Format{Compression: c, Encrypted: encrypted, FileName: fileName}, true
 		}
 	}
 	return Format{}, false
 }
 
-// TrimExtension is name without its archive extension: what is left names the Backup.
+// TrimExtension is a tar archive's name without its extension: what is left names the Backup.
 func TrimExtension(name string) string {
 	if f, ok := FormatForName(name); ok {
-		return strings.TrimSuffix(name, f.Extension())
+		return f.Trim(name)
 	}
 	return name
 }

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -22,15 +23,22 @@ type DeleteStats struct {
 }
 
 // Delete removes an archive, its checksum file, its manifest and any
-// temporary file of an interrupted backup of the same name. Only names with
-// an archive extension are accepted, so a wrong argument cannot delete an
-// unrelated file.
-func Delete(archive string) (*DeleteStats, error) {
+// temporary file of an interrupted backup of the same name. Only names of an
+// archive are accepted (see Deletable), so a wrong argument cannot delete an
+// unrelated file; fileName is the file name of a file archive (FormatFile),
+// empty for a tar archive or one whose manifest says what it is.
+func Delete(archive, fileName string) (*DeleteStats, error) {
 	if archive == "" {
 		return nil, newError(InvalidArgument, nil, "--archive is required: pass the archive file to delete")
 	}
 	if _, ok := CompressionForName(archive); !ok {
-		return nil, newError(InvalidArgument, nil, "--archive %q does not end in .tar.zst, .tar.gz or .tar: refusing to delete a file that is not an archive", archive)
+		manifest, err := os.ReadFile(manifestName(archive))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, newError(ReadFailed, err, "cannot read the manifest of %s", archive)
+		}
+		if err := Deletable(archive, fileName, manifest); err != nil {
+			return nil, err
+		}
 	}
 	// A missing directory means the storage is not mounted, not that the
 	// archive is gone: reporting success would leak the archive.
@@ -64,4 +72,25 @@ func Delete(archive string) (*DeleteStats, error) {
 		}
 	}
 	return stats, nil
+}
+
+// Deletable checks that name, which has no tar archive's extension, may be deleted as a file
+// archive (FormatFile): its name must be one of fileName, as the controller that named the
+// archive says, or its manifest (manifest is its content, nil when there is none) must describe
+// it. So a Backup whose file archive was never written is still cleaned up, and a wrong name is
+// refused rather than reported deleted.
+func Deletable(name, fileName string, manifest []byte) error {
+	if _, ok := FileFormatForName(name, fileName); ok {
+		return nil
+	}
+	if manifest != nil {
+		if m, err := DecodeManifest(manifest); err == nil && m.Describes(name) {
+			return nil
+		}
+	}
+	how := "no manifest beside it records it as a file archive"
+	if fileName != "" {
+		how = fmt.Sprintf("it is not the name of a file archive of %q (--file-name) and %s", fileName, how)
+	}
+	return newError(InvalidArgument, nil, "%q does not end in .tar.zst, .tar.gz or .tar, and %s: refusing to delete what is not an archive", name, how)
 }

@@ -2,13 +2,17 @@ package archive
 
 import (
 	"encoding/json"
+	"path"
 	"time"
 )
 
 // ManifestVersion is the newest version of the manifest layout; it changes only when a field
 // changes meaning. Version 2 adds encryption: a manifest is written as version 1 unless its
 // archive is encrypted, so that a tool that predates encryption refuses to read an encrypted
-// archive as if it were plain, and still reads every other.
+// archive as if it were plain, and still reads every other. File archives (format "file") added
+// fields but changed none: a manifest without format is a tar's, as before, and a tool that
+// predates them never takes one for a tar archive, because it only lists archives whose names
+// end in .tar...
 const ManifestVersion = 2
 
 // manifestVersionFor is the version a manifest of an archive encrypted as e is written as.
@@ -27,6 +31,15 @@ type Manifest struct {
 	Source          string `json:"source"`
 	// Command is the command whose standard output was archived instead of Source's files.
 	Command []string `json:"command,omitempty"`
+	// Container is the container the Command ran in, and ExecServiceAccountName the
+	// ServiceAccount it ran as: with Command, what a cluster that has only the storage needs to
+	// describe how the Backup was taken.
+	Container              string `json:"container,omitempty"`
+	ExecServiceAccountName string `json:"execServiceAccountName,omitempty"`
+	// Format is FormatFile for a file archive, and omitted for a tar.
+	Format StreamFormat `json:"format,omitempty"`
+	// FileName is the name a file archive's content is restored as; only with FormatFile.
+	FileName string `json:"fileName,omitempty"`
 	// Origin says what was backed up, so that the storage alone can rebuild the Backup.
 	Origin      `json:",inline"`
 	Compression Compression `json:"compression"`
@@ -71,6 +84,22 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		return nil, newError(CorruptArchive, nil, "manifest version %d is not one this tool reads (1 to %d): upgrade the operator", m.ManifestVersion, ManifestVersion)
 	}
 	return &m, nil
+}
+
+// ArchiveFormat is the format of m's archive as its name must say it: the manifest, not the
+// name, tells a file archive, so that a file archive's name is never guessed.
+func (m *Manifest) ArchiveFormat() (Format, bool) {
+	if m.Format == FormatFile {
+		return FileFormatForName(m.Archive, m.FileName)
+	}
+	return FormatForName(m.Archive)
+}
+
+// Describes reports whether m is the manifest of the archive called name (its base name is
+// compared): the name must be the one m records, with the extension of m's format.
+func (m *Manifest) Describes(name string) bool {
+	_, ok := m.ArchiveFormat()
+	return ok && m.Archive == path.Base(name)
 }
 
 func (m *Manifest) encode() ([]byte, error) {

@@ -60,6 +60,11 @@ type RestoreOptions struct {
 	Overwrite Overwrite
 	// Identities decrypt an encrypted archive.
 	Identities *Identities
+	// Format FormatFile restores a file archive: its content is written into the target's
+	// root as FileName (DefaultFileName when empty), whose name the archive's must carry (see
+	// FileFormatForName). Empty means FormatTar. It is never guessed from the archive.
+	Format   StreamFormat
+	FileName string
 }
 
 // CheckRestoreOptions validates opts before anything is read or written, normalizing the
@@ -82,7 +87,22 @@ func CheckRestoreOptions(opts *RestoreOptions) error {
 	if mode, err = ParseOverwrite(string(mode)); err != nil {
 		return err
 	}
-	opts.SHA256, opts.Overwrite = want, mode
+	format, err := ParseStreamFormat(string(opts.Format))
+	if err != nil {
+		return err
+	}
+	switch {
+	case format == FormatTar && opts.FileName != "":
+		return newError(InvalidArgument, nil, "--file-name %q applies only to --format file: pass --format file for a file archive, or drop --file-name", opts.FileName)
+	case format == FormatFile && opts.FileName == "":
+		opts.FileName = DefaultFileName
+	}
+	if format == FormatFile {
+		if err := CheckFileName(opts.FileName); err != nil {
+			return err
+		}
+	}
+	opts.SHA256, opts.Overwrite, opts.Format = want, mode, format
 	return nil
 }
 
@@ -110,6 +130,9 @@ type RestoreStats struct {
 	OwnershipSkipped int64 `json:"ownershipSkipped"`
 	// Removed counts the top-level entries deleted by OverwriteReplace.
 	Removed int64 `json:"removed"`
+	// Format is FormatFile for a file archive, restored as FileName; omitted for a tar.
+	Format   StreamFormat `json:"format,omitempty"`
+	FileName string       `json:"fileName,omitempty"`
 }
 
 // Restore verifies the archive against opts.SHA256, then extracts it into
@@ -131,7 +154,11 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		defer src.Close()
 	}
 	name := src.Name()
-	if f, _ := FormatForName(name); f.Encrypted && opts.Identities == nil {
+	format, err := archiveFormat(name, opts.Format, opts.FileName)
+	if err != nil {
+		return nil, err
+	}
+	if format.Encrypted && opts.Identities == nil {
 		// Before the archive is read: without a key there is nothing to find out.
 		return nil, keyMissing(name)
 	}
@@ -149,12 +176,16 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreStats, error) {
 		Overwrite: mode,
 		Size:      src.Size(),
 	}
-	present, err := targetEntries(root, opts.Target)
+	if opts.Format == FormatFile {
+		stats.Format, stats.FileName = FormatFile, opts.FileName
+		return restoreFile(ctx, opts, src, root, format, stats, hashed)
+	}
+	present, err := targetEntries(root, opts.Target, "")
 	if err != nil {
 		return nil, err
 	}
 	v := &verification{hashed: hashed, want: want, archive: name,
-		prepare: func() error { return prepareTarget(root, opts.Target, mode, stats) }}
+		prepare: func() error { return prepareTarget(root, opts.Target, mode, stats, "") }}
 	if len(present) == 0 {
 		// Only into an empty target: staged files take room until they are linked, and a
 		// replace must not leave the old contents and the new side by side.
@@ -247,9 +278,24 @@ func corrupt(archive string, c Compression, err error) *Error {
 	return newError(CorruptArchive, err, "archive %s matches its checksum but is not a valid %s-compressed tar stream, so it was damaged before it was checksummed; restore another backup", archive, c)
 }
 
+// archiveFormat is the format of the archive called name, restored or verified as format (a
+// file archive as fileName). Only a tar's name may lack an extension, for tar archives are
+// recognised by their content; a file archive's name must be that of fileName's archive.
+func archiveFormat(name string, format StreamFormat, fileName string) (Format, error) {
+	if format != FormatFile {
+		f, _ := FormatForName(name)
+		return f, nil
+	}
+	f, ok := FileFormatForName(path.Base(name), fileName)
+	if !ok {
+		return Format{}, newError(InvalidArgument, nil, "archive %s is not the file archive of %q: its name would end in .%s.zst, .%s.gz or .%s (then .age when encrypted). Pass the --file-name the backup was made with (its source.command.fileName), or --format tar for a tar archive", name, fileName, fileName, fileName, fileName)
+	}
+	return f, nil
+}
+
 // targetEntries lists what the target holds, but for an ext file system's
-// lost+found.
-func targetEntries(root *os.Root, target string) ([]string, error) {
+// lost+found and keep (a restore's own temporary file; empty for none).
+func targetEntries(root *os.Root, target, keep string) ([]string, error) {
 	d, err := root.Open(".")
 	if err != nil {
 		return nil, newError(TargetNotFound, err, "cannot open restore target %s", target)
@@ -261,6 +307,9 @@ func targetEntries(root *os.Root, target string) ([]string, error) {
 	}
 	var present []string
 	for _, n := range names {
+		if n == keep && keep != "" {
+			continue
+		}
 		if n == lostFound {
 			if fi, err := root.Lstat(n); err == nil && fi.IsDir() {
 				continue
@@ -271,9 +320,9 @@ func targetEntries(root *os.Root, target string) ([]string, error) {
 	return present, nil
 }
 
-// prepareTarget enforces the overwrite mode before anything is extracted.
-func prepareTarget(root *os.Root, target string, mode Overwrite, stats *RestoreStats) error {
-	present, err := targetEntries(root, target)
+// prepareTarget enforces the overwrite mode before anything is extracted, leaving keep alone.
+func prepareTarget(root *os.Root, target string, mode Overwrite, stats *RestoreStats, keep string) error {
+	present, err := targetEntries(root, target, keep)
 	if err != nil {
 		return err
 	}
@@ -706,8 +755,9 @@ func (x *extractor) hardlink(name string, hdr *tar.Header) error {
 	return nil
 }
 
-// chown runs op and counts a missing privilege instead of failing: a
-// restore by an unprivileged agent still restores the data.
+// chown runs op, which changes an entry's owner or, on an entry the agent does not own, its mode
+// or times, and counts a missing privilege instead of failing: a restore by an unprivileged agent
+// still restores the data.
 func (x *extractor) chown(op func() error) error {
 	err := op()
 	if err != nil && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EINVAL)) {
@@ -729,10 +779,12 @@ func (x *extractor) finish() error {
 		if err := x.chown(func() error { return x.root.Lchown(d.name, d.uid, d.gid) }); err != nil {
 			return newError(WriteFailed, err, "cannot set the owner of %q", d.name)
 		}
-		if err := x.root.Chmod(d.name, d.mode); err != nil {
+		// An unprivileged agent owns what it created, but not the target's root when the volume
+		// came with one: its mode and mtime stay, as its owner does.
+		if err := x.chown(func() error { return x.root.Chmod(d.name, d.mode) }); err != nil {
 			return newError(WriteFailed, err, "cannot set the mode of %q", d.name)
 		}
-		if err := x.root.Chtimes(d.name, time.Time{}, d.mtime); err != nil {
+		if err := x.chown(func() error { return x.root.Chtimes(d.name, time.Time{}, d.mtime) }); err != nil {
 			return newError(WriteFailed, err, "cannot set the modification time of %q", d.name)
 		}
 	}

@@ -27,6 +27,10 @@ type VerifyStats struct {
 	Hardlinks   int64 `json:"hardlinks"`
 	// Other counts entries of other types (devices, pipes), which restore skips.
 	Other int64 `json:"other"`
+	// Format is FormatFile for a file archive, whose content is restored as FileName; omitted
+	// for a tar.
+	Format   StreamFormat `json:"format,omitempty"`
+	FileName string       `json:"fileName,omitempty"`
 }
 
 // Verify proves an archive file is intact in one read: its sha256 must equal
@@ -50,12 +54,39 @@ func Verify(ctx context.Context, archive, want string) (*VerifyStats, error) {
 // ids to check its contents; without them, only its checksum is verified, which needs no key
 // because it is that of the ciphertext, and ContentsChecked says so.
 func VerifySource(ctx context.Context, src Source, want string, ids *Identities) (*VerifyStats, error) {
+	return verifySource(ctx, src, want, ids, Format{})
+}
+
+// VerifyFileArchive is VerifySource of a file archive (FormatFile) whose content is restored as
+// fileName (DefaultFileName when empty): its checksum, then, with the identities when it is
+// encrypted, that its content decompresses to the end. Its name must be that of fileName's
+// archive (see FileFormatForName).
+func VerifyFileArchive(ctx context.Context, src Source, want string, ids *Identities, fileName string) (*VerifyStats, error) {
+	if fileName == "" {
+		fileName = DefaultFileName
+	}
+	if err := CheckFileName(fileName); err != nil {
+		return nil, err
+	}
+	format, err := archiveFormat(src.Name(), FormatFile, fileName)
+	if err != nil {
+		return nil, err
+	}
+	return verifySource(ctx, src, want, ids, format)
+}
+
+// verifySource is VerifySource of an archive in format: a file archive when format.FileName is
+// set, else a tar.
+func verifySource(ctx context.Context, src Source, want string, ids *Identities, format Format) (*VerifyStats, error) {
 	want, err := normalizeSHA256(want)
 	if err != nil {
 		return nil, err
 	}
 	archive := src.Name()
 	stats := &VerifyStats{Archive: archive, Size: src.Size()}
+	if format.FileName != "" {
+		stats.Format, stats.FileName = FormatFile, format.FileName
+	}
 	f, err := src.Open(ctx)
 	if err != nil {
 		return nil, err
@@ -72,7 +103,7 @@ func VerifySource(ctx context.Context, src Source, want string, ids *Identities)
 	}
 	if stats.Encryption == "" || ids != nil {
 		stats.ContentsChecked = true
-		parseErr = readPlaintext(ctx, stats, archive, br, ids, buf)
+		parseErr = readPlaintext(ctx, stats, archive, br, ids, buf, format)
 	}
 	if ReasonOf(parseErr) == Canceled {
 		return nil, parseErr
@@ -91,6 +122,9 @@ func VerifySource(ctx context.Context, src Source, want string, ids *Identities)
 	if r := ReasonOf(parseErr); r == WrongEncryptionKey || r == CorruptArchive {
 		return stats, parseErr
 	}
+	if parseErr != nil && stats.Format == FormatFile {
+		return stats, corruptFile(archive, stats.Compression, parseErr)
+	}
 	if parseErr != nil {
 		return stats, corrupt(archive, stats.Compression, parseErr)
 	}
@@ -98,16 +132,39 @@ func VerifySource(ctx context.Context, src Source, want string, ids *Identities)
 }
 
 // readPlaintext is readTar of the archive r, called name, decrypted with ids when it is
-// encrypted.
-func readPlaintext(ctx context.Context, stats *VerifyStats, name string, r io.Reader, ids *Identities, buf []byte) error {
+// encrypted; or, for a file archive in format, readFile.
+func readPlaintext(ctx context.Context, stats *VerifyStats, name string, r io.Reader, ids *Identities, buf []byte, format Format) error {
 	br, err := plaintext(name, r, ids)
 	if err != nil {
 		return err
 	}
 	defer br.Close()
+	if format.FileName != "" {
+		stats.Compression = format.Compression
+		return readFile(ctx, stats, br, buf)
+	}
 	head, _ := br.Peek(len(zstdMagic))
 	stats.Compression = sniff(head)
 	return readTar(ctx, stats, br, buf)
+}
+
+// readFile decompresses a file archive's whole stream, counting its bytes as one file's.
+func readFile(ctx context.Context, stats *VerifyStats, r io.Reader, buf []byte) error {
+	dec, err := newDecompressor(stats.Compression, r)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	n, err := io.CopyBuffer(io.Discard, &ctxReader{ctx: ctx, r: dec}, buf)
+	stats.Bytes += n
+	if err := ctx.Err(); err != nil {
+		return newError(Canceled, err, "verification interrupted; run it again")
+	}
+	if err != nil {
+		return err
+	}
+	stats.Files = 1
+	return nil
 }
 
 // readTar decompresses and parses the whole stream, counting entries; the

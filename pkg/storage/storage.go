@@ -22,8 +22,9 @@ type Backend interface {
 	// Open opens the archive key for reading.
 	Open(ctx context.Context, key string) (archive.Source, error)
 	// Delete removes the archive key, its checksum and manifest, and what unfinished writes of
-	// it left behind. Deleting an archive that is gone succeeds and says so.
-	Delete(ctx context.Context, key string) (*archive.DeleteStats, error)
+	// it left behind. Deleting an archive that is gone succeeds and says so. fileName is the
+	// file name of a file archive (archive.FormatFile), empty for a tar archive.
+	Delete(ctx context.Context, key, fileName string) (*archive.DeleteStats, error)
 	// Check proves the storage usable below prefix, for reading and, unless it is read-only,
 	// for writing, without leaving anything behind, and says what it found.
 	Check(ctx context.Context, prefix string) (*CheckResult, error)

@@ -195,6 +195,66 @@ spec:
 			want: []string{"spec.source.copyMethod", "Unsupported value", `"Clone"`},
 		},
 		{
+			name: "a source command without a ServiceAccount to exec as",
+			manifest: `apiVersion: platform.example.com/v1
+kind: BackupPolicy
+metadata: {name: no-exec-sa}
+spec:
+  schedule: "0 2 * * *"
+  target: {pvcSelector: {matchLabels: {app: postgres}}}
+  source:
+    command: {container: postgres, command: [pg_dump, -Fc], format: file}`,
+			want: []string{"spec", "source.command and hooks run as the ServiceAccount named in execServiceAccountName"},
+		},
+		{
+			name: "a source command from a snapshot",
+			manifest: `apiVersion: platform.example.com/v1
+kind: Backup
+metadata: {name: command-snapshot}
+spec:
+  pvcName: data
+  execServiceAccountName: backup-exec
+  source:
+    copyMethod: Snapshot
+    command: {container: postgres, command: [pg_basebackup, -Ft, -D, "-"], format: tar}`,
+			want: []string{"spec.source", "cannot be combined with copyMethod Snapshot"},
+		},
+		{
+			name: "hooks around a snapshot",
+			manifest: `apiVersion: platform.example.com/v1
+kind: Backup
+metadata: {name: hooks-snapshot}
+spec:
+  pvcName: data
+  execServiceAccountName: backup-exec
+  source: {copyMethod: Snapshot}
+  hooks: {pre: [{container: app, command: [sync]}]}`,
+			want: []string{"spec", "hooks run around a Direct read"},
+		},
+		{
+			name: "a fileName for a tar stream",
+			manifest: `apiVersion: platform.example.com/v1
+kind: Backup
+metadata: {name: tar-file-name}
+spec:
+  pvcName: data
+  execServiceAccountName: backup-exec
+  source:
+    command: {container: postgres, command: [pg_basebackup, -Ft, -D, "-"], format: tar, fileName: base.tar}`,
+			want: []string{"spec.source.command", "fileName applies only to format file"},
+		},
+		{
+			name: "an agent running as root",
+			manifest: `apiVersion: platform.example.com/v1
+kind: Restore
+metadata: {name: as-root}
+spec:
+  backupName: nightly
+  target: {claimName: data}
+  agentSecurityContext: {runAsUser: 0}`,
+			want: []string{"spec.agentSecurityContext.runAsUser", "greater than or equal to 1"},
+		},
+		{
 			name: "restore without backupName",
 			manifest: `apiVersion: platform.example.com/v1
 kind: Restore

@@ -59,7 +59,7 @@ spec:
 		{
 			resource: "backups",
 			args:     []string{"-o", "wide"},
-			want:     []string{"NAME", "PVC", "PHASE", "AGE", "SHA256", "METHOD", "JOB"},
+			want:     []string{"NAME", "PVC", "PHASE", "AGE", "SHA256", "METHOD", "SOURCE", "JOB"},
 		},
 		{
 			resource: "restores",

@@ -276,12 +276,35 @@ func IsControlledBy(obj metav1.Object, uid string) bool {
 }
 
 // ArchiveExtension is the file name suffix of an archive with compression c, encrypted or not,
-// or an error for a compression the agent does not know.
-func ArchiveExtension(c platformv1.Compression, encrypted bool) (string, error) {
+// or an error for a compression the agent does not know. With fileName, it is that of a file
+// archive restored as fileName (see FileArchiveName): ".dump.zst" instead of ".tar.zst".
+func ArchiveExtension(c platformv1.Compression, encrypted bool, fileName string) (string, error) {
 	if archive.Compression(c).Extension() == "" {
 		return "", fmt.Errorf("unknown compression %q: use zstd, gzip or none", c)
 	}
-	return archive.Format{Compression: archive.Compression(c), Encrypted: encrypted}.Extension(), nil
+	return archive.Format{Compression: archive.Compression(c), Encrypted: encrypted, FileName: fileName}.Extension(), nil
+}
+
+// FileArchiveName is the name b's archive is restored as when it is a file archive (a source
+// command of format file), with the API's default; empty for a tar archive.
+func FileArchiveName(b *platformv1.Backup) string {
+	if b.Spec.Source == nil || b.Spec.Source.Command == nil || b.Spec.Source.Command.Format != platformv1.StreamFormatFile {
+		return ""
+	}
+	if name := b.Spec.Source.Command.FileName; name != "" {
+		return name
+	}
+	return platformv1.DefaultStreamFileName
+}
+
+// ArchiveFormatArgs are the agent's restore and verify arguments that say what b's archive
+// holds: --format file and --file-name for a file archive, none for a tar. The agent is always
+// told; it never guesses from the archive's name.
+func ArchiveFormatArgs(b *platformv1.Backup) []string {
+	if name := FileArchiveName(b); name != "" {
+		return []string{"--format", string(archive.FormatFile), "--file-name", name}
+	}
+	return nil
 }
 
 // StorageClaim returns the claim and directory that hold archives, with the API's default claim

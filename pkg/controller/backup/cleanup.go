@@ -221,12 +221,15 @@ func (c *Controller) createCleanupJob(ctx context.Context, b *platformv1.Backup,
 			agentjob.LabelComponent: agentjob.ComponentCleanup,
 		},
 		Image:   c.deps.AgentImage,
-		Args:    []string{agent.OpDelete, "--archive", access.Location},
+		Args:    slices.Concat([]string{agent.OpDelete, "--archive", access.Location}, agentjob.ArchiveFormatArgs(b)),
 		Storage: access,
 		Settings: platformv1.JobSettings{
 			ActiveDeadlineSeconds: ptr.To(CleanupActiveDeadlineSeconds),
 			BackoffLimit:          ptr.To(backoff),
 			Resources:             b.Spec.Resources,
+			// As the backup ran: a namespace that admitted only that user's pods still
+			// admits its cleanup.
+			AgentSecurityContext: b.Spec.AgentSecurityContext,
 		},
 		TTLSecondsAfterFinished: ptr.To(CleanupTTLSecondsAfterFinished),
 	})

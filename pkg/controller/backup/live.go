@@ -60,7 +60,7 @@ func (c *Controller) execTarget(ctx context.Context, b *platformv1.Backup, claim
 	}
 	args = []string{"--exec-pod", running[0]}
 	if fromCommand(b) {
-		args = append(args, "--command", jsonArg(b.Spec.Source.Command))
+		args = append(args, "--command", jsonArg(b.Spec.Source.Command), "--exec-service-account", b.Spec.ExecServiceAccountName)
 	}
 	if b.Spec.Hooks != nil {
 		args = append(args, "--hooks", jsonArg(b.Spec.Hooks))

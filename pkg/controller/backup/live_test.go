@@ -14,6 +14,7 @@ import (
 
 	"platform.example.com/backup-operator/pkg/agent"
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
+	"platform.example.com/backup-operator/pkg/controller/agentjob"
 	"platform.example.com/backup-operator/pkg/controller/agentjob/agentjobtest"
 )
 
@@ -212,4 +213,41 @@ func TestLiveBackupRecordsItsSourceAndHooks(t *testing.T) {
 			agentjobtest.ExpectEvents(t, f.Events(), tc.events...)
 		})
 	}
+}
+
+// A namespace that enforces Pod Security "restricted" would refuse the agent's default pod: the
+// Backup fails at once, saying to set agentSecurityContext, and with it the Job is made.
+func TestRestrictedNamespaceNeedsAgentSecurityContext(t *testing.T) {
+	restricted := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "db", Labels: map[string]string{agentjob.LabelPodSecurityEnforce: "restricted"}}}
+	f := newFixture(t)
+	f.Backups, f.Claims, f.APIOnly = []*platformv1.Backup{withFinalizer(newBackup())}, defaultClaims(), []runtime.Object{restricted}
+	f.MustRun()
+	f.ExpectActions("update backups/status nightly")
+	agentjobtest.ExpectCondition(t, f.status().Status.Conditions, metav1.ConditionFalse, platformv1.ReasonPodSecurityRefused, `enforces Pod Security "restricted"`, "agentSecurityContext")
+
+	f = newFixture(t)
+	b := withFinalizer(newBackup())
+	b.Spec.AgentSecurityContext = &platformv1.AgentSecurityContext{RunAsUser: 1000}
+	f.Backups, f.Claims, f.APIOnly = []*platformv1.Backup{b}, defaultClaims(), []runtime.Object{restricted}
+	f.MustRun()
+	f.ExpectActions("create jobs backup-nightly", "update backups/status nightly")
+	expectRestricted(t, f.CreatedJob(), 1000)
+}
+
+// The cleanup of a dump tells the agent it is one, so that the leftovers of a dump that was never
+// written go too, and runs as the backup ran.
+func TestCleanupOfADumpRunsAsTheBackupDid(t *testing.T) {
+	f := newFixture(t)
+	b := deletedBackup()
+	b.Spec.Source = &platformv1.BackupSource{Command: &platformv1.CommandSource{Container: "app", Command: []string{"pg_dump", "-Fc"}, Format: platformv1.StreamFormatFile}}
+	b.Spec.ExecServiceAccountName = "backup-exec"
+	b.Spec.AgentSecurityContext = &platformv1.AgentSecurityContext{RunAsUser: 101}
+	b.Status.Phase, b.Status.Artifact = platformv1.BackupFailed, nil // the dump was never written
+	f.Backups, f.Claims, f.Jobs = []*platformv1.Backup{b}, defaultClaims(), []*batchv1.Job{agentjobtest.Finish(ownJob(b), false, "", "", jobEnd)}
+	f.MustRun()
+	job := f.CreatedJob()
+	if want := []string{"agent", "delete", "--archive", "/storage/nightly.dump.zst", "--format", "file", "--file-name", "dump"}; !slices.Equal(job.Spec.Template.Spec.Containers[0].Args, want) {
+		t.Fatalf("args %q, want %q", job.Spec.Template.Spec.Containers[0].Args, want)
+	}
+	expectRestricted(t, job, 101)
 }

@@ -41,9 +41,11 @@ const (
 )
 
 // ArchivePath is where backup's archive is written on storage s, relative to its root:
-// "<subPath or prefix>/<namespace>/<pvc>/<backup>.tar.<ext>".
+// "<subPath or prefix>/<namespace>/<pvc>/<backup>.tar.<ext>", or for a file archive (a source
+// command of format file) "<backup>.<fileName>.<ext>", such as "nightly.dump.zst", which reads
+// as what plain zstd gives back.
 func ArchivePath(backup *platformv1.Backup, s agentjob.Storage) (string, error) {
-	ext, err := agentjob.ArchiveExtension(compression(backup), s.Encrypted())
+	ext, err := agentjob.ArchiveExtension(compression(backup), s.Encrypted(), agentjob.FileArchiveName(backup))
 	if err != nil {
 		return "", err
 	}
@@ -243,6 +245,10 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		// A command's output is the archive: the agent itself never mounts the claim then.
 		spec.Mounts = []agentjob.Mount{{Name: "source", ClaimName: source.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true}}
 		spec.Capabilities = agentjob.ReadCapabilities
+	}
+	if refusal := agentjob.PodSecurityRefusal(ctx, c.deps.KubeClient, spec); refusal != nil {
+		c.fail(b, refusal.Reason, refusal.Message+", then create a new Backup.", events)
+		return nil, 0, nil
 	}
 	job := agentjob.New(spec)
 	job.Annotations = map[string]string{AnnotationArchiveKey: archivePath}

@@ -473,9 +473,24 @@ func importable(bs *platformv1.BackupStorage, at listing, l storage.Listed, now 
 	if m.Namespace != "" && m.Namespace != bs.Namespace {
 		return nil, platformv1.BackupStatus{}, "its manifest says it is of namespace " + m.Namespace
 	}
-	format, ok := archive.FormatForName(key)
-	if !ok {
-		return nil, platformv1.BackupStatus{}, "its name has no archive extension"
+	var format archive.Format
+	switch m.Format {
+	case "", archive.FormatTar:
+		if format, ok = archive.FormatForName(key); !ok {
+			return nil, platformv1.BackupStatus{}, "its name has no archive extension"
+		}
+	case archive.FormatFile:
+		if err := archive.CheckFileName(m.FileName); err != nil {
+			return nil, platformv1.BackupStatus{}, fmt.Sprintf("its manifest records format file and the file name %q, which is not one", m.FileName)
+		}
+		if format, ok = archive.FileFormatForName(path.Base(key), m.FileName); !ok {
+			return nil, platformv1.BackupStatus{}, fmt.Sprintf("its manifest records a file archive of %q but its name does not end in .%s[.zst|.gz]", m.FileName, m.FileName)
+		}
+		if len(m.Command) == 0 || m.Container == "" || m.ExecServiceAccountName == "" {
+			return nil, platformv1.BackupStatus{}, "its manifest records a file archive but not the command, container and ServiceAccount that made it, which its Backup's spec.source.command needs"
+		}
+	default:
+		return nil, platformv1.BackupStatus{}, fmt.Sprintf("its manifest records format %q, which this operator does not know: upgrade the operator", m.Format)
 	}
 	comp := format.Compression
 	if m.Compression != "" && m.Compression != comp {
@@ -489,7 +504,7 @@ func importable(bs *platformv1.BackupStorage, at listing, l storage.Listed, now 
 	}
 	name, pvc := m.Backup, m.PVC
 	if name == "" {
-		name = archive.TrimExtension(path.Base(key))
+		name = format.Trim(path.Base(key))
 	}
 	if d := path.Dir(rel); pvc == "" && d != "." && !strings.Contains(d, "/") {
 		pvc = d
@@ -527,6 +542,10 @@ func importable(bs *platformv1.BackupStorage, at listing, l storage.Listed, now 
 	if m.Policy != "" {
 		b.Labels[platformv1.LabelPolicy] = names.Join(m.Policy)
 	}
+	if cmd := commandSource(m); cmd != nil {
+		b.Spec.Source = &platformv1.BackupSource{CopyMethod: platformv1.CopyMethodDirect, Command: cmd}
+		b.Spec.ExecServiceAccountName = m.ExecServiceAccountName
+	}
 	if bs.Spec.AccessMode != platformv1.StorageReadOnly {
 		// Deleting an imported Backup deletes its archive, as for any other Backup.
 		b.Finalizers = []string{platformv1.FinalizerArchiveCleanup}
@@ -548,6 +567,12 @@ func importable(bs *platformv1.BackupStorage, at listing, l storage.Listed, now 
 			ChangedFiles: m.ChangedFiles,
 			SkippedFiles: m.Skipped + m.Vanished,
 		},
+	}
+	if len(m.Command) > 0 {
+		status.Source = &platformv1.SourceStatus{Type: platformv1.SourceCommand, Container: m.Container, Command: m.Command, Format: platformv1.StreamFormatTar}
+		if m.Format == archive.FormatFile {
+			status.Source.Format = platformv1.StreamFormatFile
+		}
 	}
 	if !m.StartTime.IsZero() {
 		status.StartTime = &metav1.Time{Time: m.StartTime}
@@ -622,4 +647,21 @@ func named(list []string) string {
 		return strings.Join(list, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(list[:maxNamed], ", "), len(list)-maxNamed)
+}
+
+// commandSource is the source.command of the Backup of the archive that m describes, so that a
+// cluster that has only the storage restores a file archive as it was made (a restore needs its
+// format and file name). It is nil for a volume's archive, and for a command's tar whose
+// manifest, written before manifests recorded them, lacks the container or the ServiceAccount
+// that the API requires with a command: a tar restores the same without it, and inventing them
+// would misstate how the Backup was taken. status.source still names the command.
+func commandSource(m archive.Manifest) *platformv1.CommandSource {
+	if len(m.Command) == 0 || m.Container == "" || m.ExecServiceAccountName == "" {
+		return nil
+	}
+	cmd := &platformv1.CommandSource{Container: m.Container, Command: m.Command, Format: platformv1.StreamFormatTar}
+	if m.Format == archive.FormatFile {
+		cmd.Format, cmd.FileName = platformv1.StreamFormatFile, m.FileName
+	}
+	return cmd
 }

@@ -146,6 +146,13 @@ func (c *Controller) createJob(ctx context.Context, r *platformv1.Restore, event
 			artifact.Path, enc.Type, strings.Join(enc.RecipientFingerprints, ", "), st), events)
 		return nil, nil
 	}
+	// Before the target is made: a namespace that would refuse the restore's pod gets no claim.
+	if refusal := agentjob.PodSecurityRefusal(ctx, c.deps.KubeClient, agentjob.Spec{
+		Namespace: r.Namespace, Capabilities: agentjob.WriteCapabilities, Settings: r.Spec.JobSettings,
+	}); refusal != nil {
+		c.fail(r, refusal.Reason, refusal.Message+"; nothing was written. Then create a new Restore.", events)
+		return nil, nil
+	}
 
 	target, ours, justCreated, err := c.targetClaim(ctx, r, backup, events)
 	if target == nil || err != nil {
@@ -194,12 +201,12 @@ func (c *Controller) createJob(ctx context.Context, r *platformv1.Restore, event
 			agentjob.LabelComponent: agentjob.ComponentRestore,
 		},
 		Image: c.deps.AgentImage,
-		Args: []string{agent.OpRestore,
+		Args: append([]string{agent.OpRestore,
 			"--archive", access.Location,
 			"--target", agentjob.TargetMountPath,
 			"--sha256", artifact.SHA256,
 			"--overwrite", strings.ToLower(string(overwrite)),
-		},
+		}, agentjob.ArchiveFormatArgs(backup)...),
 		Mounts: []agentjob.Mount{
 			{Name: "target", ClaimName: target.Name, MountPath: agentjob.TargetMountPath},
 		},

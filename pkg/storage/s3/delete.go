@@ -19,12 +19,17 @@ import (
 // adds only a delete marker), and hiding it would lose a backup the bucket is required to keep.
 // Delete fails with ArchiveRetained and the date, and writes the tombstone <key>.deleted, which
 // keeps Manifests from listing the archive again.
-func (b *Backend) Delete(ctx context.Context, key string) (*archive.DeleteStats, error) {
+func (b *Backend) Delete(ctx context.Context, key, fileName string) (*archive.DeleteStats, error) {
 	if err := b.archiveKey(key, "delete"); err != nil {
 		return nil, err
 	}
 	if err := b.writable("delete", key); err != nil {
 		return nil, err
+	}
+	if _, ok := archive.CompressionForName(key); !ok {
+		if err := b.fileArchive(ctx, key, fileName); err != nil {
+			return nil, err
+		}
 	}
 	stats := &archive.DeleteStats{Archive: b.url(key), Removed: []string{}}
 	for i, k := range []string{key, key + checksumSuffix, key + manifestSuffix} {
@@ -125,4 +130,23 @@ func (b *Backend) uploads(ctx context.Context, key string) ([]string, error) {
 		}
 		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 	}
+}
+
+// fileArchive checks that key, which has no tar archive's extension, is a file archive that may
+// be deleted: see archive.Deletable.
+func (b *Backend) fileArchive(ctx context.Context, key, fileName string) error {
+	if archive.Deletable(b.url(key), fileName, nil) == nil {
+		return nil
+	}
+	var manifest []byte
+	info, err := b.stat(ctx, key+manifestSuffix)
+	if err != nil {
+		return err
+	}
+	if info != nil {
+		if manifest, err = b.readSmall(ctx, key+manifestSuffix); err != nil {
+			return err
+		}
+	}
+	return archive.Deletable(b.url(key), fileName, manifest)
 }

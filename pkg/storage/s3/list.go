@@ -45,7 +45,8 @@ func (b *Backend) Manifests(ctx context.Context, prefix string) ([]storage.Liste
 	var firstErr error
 	for _, m := range manifests {
 		key := strings.TrimSuffix(m.Key, manifestSuffix)
-		if _, ok := archive.CompressionForName(key); !ok || !keys[key] || keys[key+deletedSuffix] {
+		_, isTar := archive.CompressionForName(key)
+		if !(isTar || hasExtension(key)) || !keys[key] || keys[key+deletedSuffix] {
 			continue
 		}
 		data, err := b.readSmall(ctx, m.Key)
@@ -59,6 +60,9 @@ func (b *Backend) Manifests(ctx context.Context, prefix string) ([]storage.Liste
 				firstErr = err
 			}
 			continue
+		}
+		if !isTar && !man.Describes(key) {
+			continue // not an archive: only its manifest could say it is a file archive
 		}
 		listed = append(listed, storage.Listed{Key: key, Manifest: *man, LastModified: m.LastModified})
 	}

@@ -77,7 +77,7 @@ func BenchmarkUpload(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		key := fmt.Sprintf("bench-%d.tar.zst", i)
 		upload(b, be, key, size)
-		if _, err := be.Delete(context.Background(), key); err != nil {
+		if _, err := be.Delete(context.Background(), key, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

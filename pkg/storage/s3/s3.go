@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"strings"
 	"syscall"
 	"time"
@@ -143,15 +144,24 @@ const (
 )
 
 // archiveKey refuses a key that does not name an archive, so that a wrong argument cannot
-// write or delete an unrelated object.
+// write or delete an unrelated object. A file archive's name ends in its file name, which only
+// the agent's command line and the manifest know: here it must only have an extension (Create
+// never replaces an object, and Delete asks the manifest, see DeletableFileArchive).
 func (b *Backend) archiveKey(key, verb string) error {
-	if _, ok := archive.CompressionForName(key); !ok {
-		return invalid(nil, "key %q does not end in .tar.zst, .tar.gz or .tar: refusing to %s an object that is not an archive", key, verb)
+	if _, ok := archive.CompressionForName(key); !ok && !hasExtension(key) {
+		return invalid(nil, "key %q does not end in .tar.zst, .tar.gz or .tar, nor in the .FILENAME[.zst|.gz] of a file archive: refusing to %s an object that is not an archive", key, verb)
 	}
 	if err := s3utils.CheckValidObjectName(key); err != nil {
 		return invalid(err, "key %q is not a valid object name", key)
 	}
 	return nil
+}
+
+// hasExtension reports whether the last segment of key has a name and an extension.
+func hasExtension(key string) bool {
+	base := path.Base(key)
+	i := strings.IndexByte(base, '.')
+	return i > 0 && i < len(base)-1
 }
 
 // writable refuses to write or delete on read-only storage.

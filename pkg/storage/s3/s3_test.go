@@ -223,7 +223,7 @@ func TestCreateRefuses(t *testing.T) {
 	ro := newBackend(t, cfg)
 	_, err = ro.Create(ctx, "a/z.tar", "")
 	wantReason(t, err, archive.StorageReadOnly)
-	_, err = ro.Delete(ctx, "a/x.tar.gz")
+	_, err = ro.Delete(ctx, "a/x.tar.gz", "")
 	wantReason(t, err, archive.StorageReadOnly)
 	if _, err := ro.Open(ctx, "a/x.tar.gz"); err != nil {
 		t.Errorf("read-only storage cannot open an archive: %v", err)
@@ -470,7 +470,7 @@ func TestDelete(t *testing.T) {
 	ctx := context.Background()
 	const key = "d/a.tar.zst"
 
-	_, err := b.Delete(ctx, "d/a.tar.zst.sha256")
+	_, err := b.Delete(ctx, "d/a.tar.zst.sha256", "")
 	wantReason(t, err, archive.InvalidArgument)
 
 	put(t, b, key, []byte("archive"))
@@ -483,7 +483,7 @@ func TestDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stats, err := b.Delete(ctx, key)
+	stats, err := b.Delete(ctx, key, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,11 +498,11 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("after Delete the bucket holds %q and uploads %q, want only the neighbour's", objects, uploads)
 	}
 
-	stats, err = b.Delete(ctx, key)
+	stats, err = b.Delete(ctx, key, "")
 	if err != nil || !stats.AlreadyDeleted || len(stats.Removed) != 0 {
 		t.Fatalf("second Delete: %+v, %v; want already deleted, nothing removed", stats, err)
 	}
-	_, err = newBackend(t, srv.config("no-such-bucket-here")).Delete(ctx, key)
+	_, err = newBackend(t, srv.config("no-such-bucket-here")).Delete(ctx, key, "")
 	wantReason(t, err, archive.StorageBucketNotFound)
 }
 
@@ -523,7 +523,7 @@ func TestObjectLock(t *testing.T) {
 					t.Fatalf("%s is not retained: %+v, %v", k, info, err)
 				}
 			}
-			stats, err := b.Delete(ctx, key)
+			stats, err := b.Delete(ctx, key, "")
 			e := wantReason(t, err, archive.ArchiveRetained)
 			until := stats.RetainedUntil
 			if until == nil || until.Before(time.Now().Add(23*time.Hour)) || until.After(time.Now().Add(25*time.Hour)) {
@@ -548,7 +548,7 @@ func TestObjectLock(t *testing.T) {
 					t.Fatalf("the deleted, retained archive %s is listed again", key)
 				}
 			}
-			if _, err := b.Delete(ctx, key); archive.ReasonOf(err) != archive.ArchiveRetained {
+			if _, err := b.Delete(ctx, key, ""); archive.ReasonOf(err) != archive.ArchiveRetained {
 				t.Fatalf("a second Delete: %v, want ArchiveRetained again (the tombstone is written once)", err)
 			}
 

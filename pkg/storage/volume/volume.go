@@ -43,8 +43,8 @@ func (b *Backend) Open(_ context.Context, key string) (archive.Source, error) {
 }
 
 // Delete removes the archive file key with its side files; see archive.Delete.
-func (b *Backend) Delete(_ context.Context, key string) (*archive.DeleteStats, error) {
-	return archive.Delete(b.path(key))
+func (b *Backend) Delete(_ context.Context, key, fileName string) (*archive.DeleteStats, error) {
+	return archive.Delete(b.path(key), fileName)
 }
 
 // Check proves the directory prefix below the root readable and, unless the backend is

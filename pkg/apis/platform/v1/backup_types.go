@@ -19,6 +19,7 @@ import (
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="SHA256",type=string,JSONPath=`.status.artifact.sha256`,priority=1
 // +kubebuilder:printcolumn:name="Method",type=string,JSONPath=`.spec.source.copyMethod`,priority=1
+// +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.status.source.type`,priority=1,description="What the archive was read from: Volume, Snapshot or Command"
 // +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.status.jobName`,priority=1
 
 // Backup is one archive of one PersistentVolumeClaim at one point in time. A Job reads the claim

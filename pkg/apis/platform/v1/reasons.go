@@ -32,6 +32,9 @@ const (
 	ReasonStorageNotFound = "StorageNotFound"
 	// ReasonStorageReadOnly: a Backup names a ReadOnly BackupStorage, which is never written.
 	ReasonStorageReadOnly = "StorageReadOnly"
+	// ReasonPodSecurityRefused: the namespace enforces a Pod Security level that refuses the
+	// agent's default pod (root with capabilities): set agentSecurityContext.
+	ReasonPodSecurityRefused = "PodSecurityRefused"
 	// ReasonNoRunningPod: a Backup with a source command or hooks found no running pod that
 	// mounts the claim; commands run only in the application's own pod, never a guessed one.
 	ReasonNoRunningPod = "NoRunningPod"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	snapshotclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -225,6 +226,7 @@ func (o *options) operatorConfig() operator.Config {
 		ResyncPeriod:     o.resyncPeriod,
 		CacheSyncTimeout: o.cacheSyncTimeout,
 		AgentImage:       o.agentImage,
+		AgentAPIServer:   apiServerEnv(os.Getenv),
 		Controllers:      o.controllerNames(),
 	}
 }
@@ -237,6 +239,16 @@ const (
 
 // controllerContainer is the container of the controller's Deployment that runs this binary.
 const controllerContainer = "controller"
+
+// apiServerEnv is the address the controller's pod reaches the API server at, for the agent pods
+// that call it; none outside a cluster, where the agent pods keep what the kubelet gives them.
+func apiServerEnv(getenv func(string) string) []corev1.EnvVar {
+	host, port := getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return nil
+	}
+	return []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: host}, {Name: "KUBERNETES_SERVICE_PORT", Value: port}}
+}
 
 // resolveAgentImage returns the image the agent Jobs run: --agent-image when set, else the image
 // of the controller's own container, so that the agent always speaks the controller's version of

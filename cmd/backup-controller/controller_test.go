@@ -159,3 +159,16 @@ func TestLeaderElectionFlags(t *testing.T) {
 		t.Fatalf("identities %q and %q: want the pod name and a suffix unique to the process", a, b)
 	}
 }
+
+// Agent pods that call the API server are told the controller's own address of it, and
+// nothing outside a cluster, where the kubelet's injection is all they can have.
+func TestAPIServerEnv(t *testing.T) {
+	inCluster := map[string]string{"KUBERNETES_SERVICE_HOST": "10.217.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+	env := apiServerEnv(func(k string) string { return inCluster[k] })
+	if len(env) != 2 || env[0].Name != "KUBERNETES_SERVICE_HOST" || env[0].Value != "10.217.0.1" || env[1].Name != "KUBERNETES_SERVICE_PORT" || env[1].Value != "6443" {
+		t.Fatalf("in a cluster: %+v", env)
+	}
+	if env := apiServerEnv(func(string) string { return "" }); env != nil {
+		t.Fatalf("outside a cluster: %+v, want none", env)
+	}
+}

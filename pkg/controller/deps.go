@@ -3,6 +3,7 @@ package controller
 import (
 	snapshotclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	snapshotinformers "github.com/kubernetes-csi/external-snapshotter/client/v8/informers/externalversions"
+	corev1 "k8s.io/api/core/v1"
 	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
@@ -40,6 +41,11 @@ type Deps struct {
 	// AgentImage is the image the backup, restore and cleanup Jobs run the archive agent from:
 	// the controller's own image unless the operator is told otherwise.
 	AgentImage string
+	// AgentAPIServer is how agent pods that call the API server (hooks and source commands)
+	// reach it: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT as the controller's own pod
+	// has them, empty when the controller runs outside the cluster. Where the kubernetes
+	// Service does not route (a node without kube-proxy), the controller's address does.
+	AgentAPIServer []corev1.EnvVar
 	// Metrics records what the controllers do for Prometheus; nil records nothing.
 	Metrics *metrics.Metrics
 }

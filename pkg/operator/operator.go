@@ -57,6 +57,9 @@ type Config struct {
 	CacheSyncTimeout time.Duration
 	// AgentImage is the image the backup, restore and cleanup Jobs run.
 	AgentImage string
+	// AgentAPIServer is how agent pods that call the API server reach it (see
+	// controller.Deps.AgentAPIServer).
+	AgentAPIServer []corev1.EnvVar
 	// Controllers names the controllers to run (see Names); empty runs all of them.
 	Controllers []string
 	// Synced, when set, is called once the caches are full and the controllers start.
@@ -143,6 +146,7 @@ func Run(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		ClaimInformers: kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, cfg.ResyncPeriod, kubeinformers.WithNamespace(cfg.Namespace)),
 		Clock:          clock.RealClock{},
 		AgentImage:     cfg.AgentImage,
+		AgentAPIServer: cfg.AgentAPIServer,
 		Metrics:        cfg.Metrics,
 	}
 	snapshots, err := snapshotAPI(ctx, kubeClient, cfg.SnapshotClient)

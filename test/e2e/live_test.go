@@ -212,8 +212,18 @@ func TestSnapshotOfALiveDatabaseRestoresConsistently(t *testing.T) {
 	e, c, ns, pv := csiClaimSetup(t)
 	requirePostgres(t, e)
 	dir := csiVolumeDir(t, pv)
-	if out, err := exec.Command("bash", pgDataScript(e), dir, "2").CombinedOutput(); err != nil {
-		t.Fatalf("building the data directory in the CSI volume: %v\n%s", err, out)
+	// Built where the postgres user may go, then copied into the volume with its owners: the
+	// CSI driver's directories on the node are closed to other users.
+	build, err := os.MkdirTemp("", "pgdata-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(build)
+	if out, err := exec.Command("bash", pgDataScript(e), build, "2").CombinedOutput(); err != nil {
+		t.Fatalf("building the data directory: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("cp", "-a", build+"/.", dir+"/").CombinedOutput(); err != nil {
+		t.Fatalf("copying the data directory into the CSI volume: %v\n%s", err, out)
 	}
 	e.HostPathPVC(t, ns, platformv1.DefaultStorageClaimName, "4Gi")
 	psql := livePostgres(t, e, ns, "data")

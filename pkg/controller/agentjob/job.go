@@ -105,6 +105,9 @@ type Spec struct {
 	// the agent runs hooks and source commands in the application's pod with it. Otherwise the
 	// pod gets no API credentials at all.
 	ServiceAccountName string
+	// APIServer is the environment that tells the agent where the API server is, for a pod
+	// with ServiceAccountName (see controller.Deps.AgentAPIServer).
+	APIServer []corev1.EnvVar
 }
 
 // New builds the agent Job that spec describes. Pods are never restarted in place: a failed
@@ -159,7 +162,7 @@ func New(spec Spec) *batchv1.Job {
 						Name:                     ContainerName,
 						Image:                    spec.Image,
 						Args:                     slices.Concat([]string{"agent"}, spec.Args, spec.Storage.Args),
-						Env:                      slices.Clone(spec.Storage.Env),
+						Env:                      slices.Concat(spec.Storage.Env, spec.APIServer),
 						Resources:                resources,
 						VolumeMounts:             mounts,
 						TerminationMessagePath:   corev1.TerminationMessagePathDefault,

@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
@@ -58,6 +59,9 @@ func TestCommandBackupJobExecsIntoTheApplicationsPod(t *testing.T) {
 	}
 	if pod.Affinity != nil {
 		t.Errorf("affinity %s: a command source reads no volume, so the pod may run anywhere", agentjobtest.Describe(pod.Affinity))
+	}
+	if env := pod.Containers[0].Env; !equality.Semantic.DeepEqual(env, agentjobtest.APIServer) {
+		t.Errorf("env %s, want the controller's address of the API server %s", agentjobtest.Describe(env), agentjobtest.Describe(agentjobtest.APIServer))
 	}
 	args := pod.Containers[0].Args
 	cmd, _ := json.Marshal(basebackup())

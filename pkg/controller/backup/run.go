@@ -241,6 +241,9 @@ func (c *Controller) createJob(ctx context.Context, b *platformv1.Backup, events
 		Settings:           b.Spec.JobSettings,
 		ServiceAccountName: b.Spec.ExecServiceAccountName,
 	}
+	if live(b) {
+		spec.APIServer = c.deps.AgentAPIServer
+	}
 	if !fromCommand(b) {
 		// A command's output is the archive: the agent itself never mounts the claim then.
 		spec.Mounts = []agentjob.Mount{{Name: "source", ClaimName: source.Name, MountPath: agentjob.SourceMountPath, ReadOnly: true}}

@@ -95,6 +95,9 @@ func TestNewBackupAddsTheFinalizerThenCreatesItsJob(t *testing.T) {
 	if agent.Image != agentjobtest.Image || !slices.Equal(agent.Args, wantArgs) {
 		t.Fatalf("container runs %s %q, want %s %q", agent.Image, agent.Args, agentjobtest.Image, wantArgs)
 	}
+	if len(agent.Env) != 0 {
+		t.Errorf("env %s: an agent that only reads files is not told where the API server is", agentjobtest.Describe(agent.Env))
+	}
 	if agent.TerminationMessagePolicy != corev1.TerminationMessageReadFile {
 		t.Errorf("terminationMessagePolicy %s, want File", agent.TerminationMessagePolicy)
 	}

@@ -34,6 +34,10 @@ func Claim(namespace, name string, modes ...corev1.PersistentVolumeAccessMode) *
 	}
 }
 
+// APIServer is the controller's address of the API server in every fixture, which agent pods
+// that call the API server get.
+var APIServer = []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.217.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
+
 // AppPod is a running application pod on node that mounts claim, read-only or not.
 func AppPod(namespace, name, node, claim string, readOnly bool) *corev1.Pod {
 	return &corev1.Pod{

@@ -142,6 +142,7 @@ func Build[C any](f *Fixture, newController func(controller.Deps) (C, error)) C 
 		Recorder:       f.Recorder,
 		Clock:          f.Clock,
 		AgentImage:     Image,
+		AgentAPIServer: APIServer,
 		Metrics:        f.Metrics,
 	}
 	if !f.NoSnapshotAPI {

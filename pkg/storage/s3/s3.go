@@ -146,7 +146,7 @@ const (
 // archiveKey refuses a key that does not name an archive, so that a wrong argument cannot
 // write or delete an unrelated object. A file archive's name ends in its file name, which only
 // the agent's command line and the manifest know: here it must only have an extension (Create
-// never replaces an object, and Delete asks the manifest, see DeletableFileArchive).
+// never replaces an object, and Delete asks the manifest or --file-name, see archive.Deletable).
 func (b *Backend) archiveKey(key, verb string) error {
 	if _, ok := archive.CompressionForName(key); !ok && !hasExtension(key) {
 		return invalid(nil, "key %q does not end in .tar.zst, .tar.gz or .tar, nor in the .FILENAME[.zst|.gz] of a file archive: refusing to %s an object that is not an archive", key, verb)

@@ -193,11 +193,15 @@ func TestCreateRefuses(t *testing.T) {
 	b := newBackend(t, cfg)
 	ctx := context.Background()
 
-	_, err := b.Create(ctx, "a/notes.txt", "")
-	wantReason(t, err, archive.InvalidArgument)
+	// A key with no extension names no archive, tar or file (the agent checks a file archive's
+	// name against its --file-name before it gets here).
+	for _, key := range []string{"a/notes", "a/.hidden", "a/trailing."} {
+		_, err := b.Create(ctx, key, "")
+		wantReason(t, err, archive.InvalidArgument)
+	}
 
 	put(t, b, "a/x.tar.gz", []byte("first"))
-	_, err = b.Create(ctx, "a/x.tar.gz", "")
+	_, err := b.Create(ctx, "a/x.tar.gz", "")
 	wantReason(t, err, archive.OutputExists)
 
 	// An object that appears while the upload runs is not replaced either.
@@ -678,5 +682,53 @@ func TestManifests(t *testing.T) {
 	wantReason(t, err, archive.CorruptArchive)
 	if listed, err := b.Manifests(ctx, "none"); err != nil || len(listed) != 0 {
 		t.Errorf("Manifests of an empty prefix: %v, %v", listed, err)
+	}
+}
+
+// A file archive (a dump) is listed and deleted when its manifest says it is one; its leftovers
+// are deleted when the caller names its file; an object that is neither is never touched.
+func TestFileArchiveKeys(t *testing.T) {
+	srv := shared(t)
+	cfg := newBucket(t, srv, false)
+	b := newBackend(t, cfg)
+	ctx := context.Background()
+	const dump = "f/nightly.dump.zst"
+
+	s, err := b.Create(ctx, dump, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("PGDMP")
+	writeOdd(t, s, data)
+	sum, checksum, _ := sideFiles(dump, data)
+	man, _ := json.Marshal(archive.Manifest{ManifestVersion: archive.ManifestVersion, Archive: "nightly.dump.zst", Compression: archive.Zstd,
+		SHA256: sum, Size: int64(len(data)), Format: archive.FormatFile, FileName: "dump", ToolVersion: "test"})
+	if err := s.Commit(ctx, int64(len(data)), checksum, man); err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, "f/notes.txt", []byte("not an archive")) // with a tar archive's manifest, which does not describe it
+	listed, err := b.Manifests(ctx, "f/")
+	if err != nil || len(listed) != 1 || listed[0].Key != dump || listed[0].Manifest.Format != archive.FormatFile {
+		t.Fatalf("listed %+v (%v), want the dump only", listed, err)
+	}
+
+	if stats, err := b.Delete(ctx, dump, ""); err != nil || len(stats.Removed) != 3 {
+		t.Fatalf("Delete of the dump by its manifest: %+v, %v", stats, err)
+	}
+	leftover, err := b.startUpload(ctx, dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Delete(ctx, dump, "")
+	wantReason(t, err, archive.InvalidArgument) // nothing vouches for the name any more
+	if stats, err := b.Delete(ctx, dump, "dump"); err != nil || !stats.AlreadyDeleted || len(stats.Removed) != 1 || !strings.Contains(stats.Removed[0], leftover) {
+		t.Fatalf("Delete by its file name: %+v, %v; want the unfinished upload aborted", stats, err)
+	}
+	for _, fileName := range []string{"", "dump"} {
+		_, err = b.Delete(ctx, "f/notes.txt", fileName)
+		wantReason(t, err, archive.InvalidArgument)
+	}
+	if got := readAll(t, b, "f/notes.txt"); string(got) != "not an archive" {
+		t.Fatalf("f/notes.txt holds %q", got)
 	}
 }

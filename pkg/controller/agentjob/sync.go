@@ -3,6 +3,7 @@ package agentjob
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -106,3 +107,35 @@ func DeleteJob(ctx context.Context, client kubernetes.Interface, job *batchv1.Jo
 	}
 	return nil
 }
+
+// Written remembers, for each object a controller wrote the status of, the resourceVersion that
+// write replaced. The informer's copy lags behind a controller's own writes: a sync that acts on
+// the replaced copy redoes what the write recorded as done, such as creating again a child that
+// was just deleted, and its own status write then fails on the stale version, so nothing
+// records the child. Stale tells a sync to wait for the informer instead.
+type Written struct{ m sync.Map }
+
+// Record notes that a status write replaced obj, the copy it was computed from.
+func (w *Written) Record(obj metav1.Object) {
+	w.m.Store(writtenKey(obj), obj.GetResourceVersion())
+}
+
+// Stale reports whether obj is a copy that a write recorded with Record has replaced. The
+// workqueue syncs one key at a time, so the answer cannot change under a sync.
+func (w *Written) Stale(obj metav1.Object) bool {
+	key := writtenKey(obj)
+	rv, ok := w.m.Load(key)
+	if !ok {
+		return false
+	}
+	if rv == obj.GetResourceVersion() {
+		return true
+	}
+	w.m.Delete(key) // the informer caught up
+	return false
+}
+
+// Forget drops what is remembered of the object namespace/name, once it is gone.
+func (w *Written) Forget(namespace, name string) { w.m.Delete(namespace + "/" + name) }
+
+func writtenKey(obj metav1.Object) string { return obj.GetNamespace() + "/" + obj.GetName() }

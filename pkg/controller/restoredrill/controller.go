@@ -17,6 +17,7 @@ import (
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
 	"platform.example.com/backup-operator/pkg/controller"
+	"platform.example.com/backup-operator/pkg/controller/agentjob"
 	listers "platform.example.com/backup-operator/pkg/generated/listers/platform/v1"
 )
 
@@ -63,7 +64,9 @@ type Controller struct {
 	jobs     batchlisters.JobLister
 	pods     corelisters.PodLister
 	claims   corelisters.PersistentVolumeClaimLister
-	queue    *controller.Queue
+	// written keeps a sync from acting on a drill whose status it has just replaced.
+	written agentjob.Written
+	queue   *controller.Queue
 }
 
 // NewController registers the informers a drill depends on and routes their events to the drill
@@ -133,6 +136,7 @@ func (c *Controller) sync(ctx context.Context, namespace, name string) (time.Dur
 	if apierrors.IsNotFound(err) {
 		klog.FromContext(ctx).V(4).Info("RestoreDrill is gone; its Restores, scratch claims and probe Jobs are garbage-collected with it")
 		c.deps.Metrics.ForgetDrill(namespace, name)
+		c.written.Forget(namespace, name)
 		return 0, nil
 	}
 	if err != nil {

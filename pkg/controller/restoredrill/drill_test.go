@@ -543,3 +543,30 @@ func TestHistoryKeepsTheNewestRunsOfEachResult(t *testing.T) {
 		t.Errorf("deleted Restores %v, want ok-1 and failed-2", deleted)
 	}
 }
+
+// A sync of the copy that the controller's own status write replaced, before the informer
+// delivers the new one, does nothing: acting on it would pass the claim again and delete, or
+// make anew, what the write recorded as done.
+func TestASyncOfTheCopyItsWriteReplacedWaitsForTheInformer(t *testing.T) {
+	var c *Controller
+	f := &fixture{agentjobtest.NewFixture(t, func(f *agentjobtest.Fixture) (time.Duration, error) {
+		if c == nil {
+			c = agentjobtest.Build(f, NewController)
+		}
+		return c.sync(context.Background(), "db", "proof")
+	})}
+	d := inRun(newDrill(), platformv1.DrillProbing)
+	f.seed(d)
+	f.Claims = append(f.Claims, scratchClaim(d))
+	f.Restores = []*platformv1.Restore{drillRestore(d, platformv1.RestoreCompleted)}
+	f.probeJob(d, true, "", 0, "pgbench_accounts: 200000 rows")
+	f.MustRun()
+	before := len(f.Client.Actions()) + len(f.KubeClient.Actions())
+
+	if requeue := f.MustRun(); requeue != time.Second {
+		t.Errorf("requeue after %s, want 1s in case the informer's update is missed", requeue)
+	}
+	if after := len(f.Client.Actions()) + len(f.KubeClient.Actions()); after != before {
+		t.Fatalf("the second sync acted on the replaced copy: %q", agentjobtest.Actions(append(f.Client.Actions(), f.KubeClient.Actions()...)[before:]))
+	}
+}

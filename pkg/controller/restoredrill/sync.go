@@ -36,6 +36,11 @@ type outcome struct {
 // reconcile advances the drill's running run, starts a due run, and writes the status at most
 // once, on a copy. It returns the wait until the next scheduled time.
 func (c *Controller) reconcile(ctx context.Context, drill *platformv1.RestoreDrill) (time.Duration, error) {
+	if c.written.Stale(drill) {
+		// The informer has not delivered the status this controller last wrote; its update
+		// event syncs the drill again, and the requeue covers a missed one.
+		return time.Second, nil
+	}
 	d := drill.DeepCopy()
 	var events []agentjob.Event
 	var out outcome
@@ -44,6 +49,9 @@ func (c *Controller) reconcile(ctx context.Context, drill *platformv1.RestoreDri
 	changed := !equality.Semantic.DeepEqual(drill.Status, d.Status)
 	if err := agentjob.Commit(ctx, c.deps.Recorder, d, changed, c.deps.Client.PlatformV1().RestoreDrills(d.Namespace).UpdateStatus, events); err != nil {
 		return 0, errors.Join(syncErr, fmt.Errorf("updating the status of RestoreDrill %s/%s: %w", d.Namespace, d.Name, err))
+	}
+	if changed {
+		c.written.Record(drill)
 	}
 	for _, ttr := range out.passed {
 		c.deps.Metrics.DrillTimeToRestore(d.Namespace, d.Name, ttr)

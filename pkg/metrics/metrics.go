@@ -7,6 +7,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,11 @@ type Metrics struct {
 	drillLastTTR       *prometheus.GaugeVec
 	drillBackupAge     *prometheus.GaugeVec
 	drillRTO           *prometheus.GaugeVec
+
+	// mu guards drillClaims: the claims each drill's per-claim gauges have series for, so that
+	// those of a claim that left the drill can be dropped.
+	mu          sync.Mutex
+	drillClaims map[string]map[string]bool
 }
 
 // New makes the operator's metrics in a registry of their own, with the Go and process
@@ -257,7 +263,9 @@ func (m *Metrics) DrillObserved(namespace, drill string, lastSuccess *time.Time,
 	if lastSuccess != nil {
 		m.drillLastSuccess.WithLabelValues(namespace, drill).Set(float64(lastSuccess.Unix()))
 	}
+	current := map[string]bool{}
 	for _, c := range claims {
+		current[c.PVC] = true
 		if c.TimeToRestore != nil {
 			m.drillLastTTR.WithLabelValues(namespace, drill, c.PVC).Set(c.TimeToRestore.Seconds())
 		}
@@ -265,6 +273,22 @@ func (m *Metrics) DrillObserved(namespace, drill string, lastSuccess *time.Time,
 			m.drillBackupAge.WithLabelValues(namespace, drill, c.PVC).Set(c.BackupAge.Seconds())
 		}
 	}
+	// A claim the latest run no longer has (it left the policy's selector) keeps no series: its
+	// last time to restore would hold RestoreDrillRTOExceeded firing for a claim nobody drills.
+	// A claim of the running run keeps its previous run's figures until it has new ones.
+	key := namespace + "/" + drill
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for pvc := range m.drillClaims[key] {
+		if !current[pvc] {
+			m.drillLastTTR.DeleteLabelValues(namespace, drill, pvc)
+			m.drillBackupAge.DeleteLabelValues(namespace, drill, pvc)
+		}
+	}
+	if m.drillClaims == nil {
+		m.drillClaims = map[string]map[string]bool{}
+	}
+	m.drillClaims[key] = current
 }
 
 // DrillClaimFigures are one claim's figures in a drill's latest run.
@@ -307,6 +331,9 @@ func (m *Metrics) ForgetDrill(namespace, drill string) {
 	}{m.drillRuns, m.drillLastSuccess, m.drillInterval, m.drillCreated, m.drillTimeToRestore, m.drillLastTTR, m.drillBackupAge, m.drillRTO} {
 		v.DeletePartialMatch(labels)
 	}
+	m.mu.Lock()
+	delete(m.drillClaims, namespace+"/"+drill)
+	m.mu.Unlock()
 }
 
 // ForgetPolicy drops a deleted policy's series, so that its last success does not raise a

@@ -164,3 +164,29 @@ func TestRESTMetricsCountRequests(t *testing.T) {
 		t.Fatalf("requests = %v, want 2", got)
 	}
 }
+
+// A claim that leaves a drill loses its per-claim series; a claim of the run in progress keeps
+// its previous run's figures until it has new ones; other drills are not touched.
+func TestDrillClaimSeriesFollowTheLatestRun(t *testing.T) {
+	m := New()
+	d := func(s int) *time.Duration { v := time.Duration(s) * time.Second; return &v }
+	m.DrillObserved("db", "proof", nil, nil, []DrillClaimFigures{{PVC: "a", TimeToRestore: d(10), BackupAge: d(60)}, {PVC: "b", TimeToRestore: d(700), BackupAge: d(60)}})
+	m.DrillObserved("db", "other", nil, nil, []DrillClaimFigures{{PVC: "b", TimeToRestore: d(5), BackupAge: d(5)}})
+	// The next run: claim b left the selector; claim a is not restored yet.
+	m.DrillObserved("db", "proof", nil, nil, []DrillClaimFigures{{PVC: "a"}})
+	for _, name := range []string{"backup_operator_drill_last_time_to_restore_seconds", "backup_operator_drill_backup_age_seconds"} {
+		if got := m.Sample(name, "drill=proof", "pvc=b"); got != 0 {
+			t.Errorf("%s of the claim that left: %v, want no series", name, got)
+		}
+		if got := m.Sample(name, "drill=other", "pvc=b"); got != 5 {
+			t.Errorf("%s of another drill's claim: %v, want 5", name, got)
+		}
+	}
+	if got := m.Sample("backup_operator_drill_last_time_to_restore_seconds", "drill=proof", "pvc=a"); got != 10 {
+		t.Errorf("time to restore of the claim in progress: %v, want its last run's 10", got)
+	}
+	m.ForgetDrill("db", "proof")
+	if got := m.Sample("backup_operator_drill_last_time_to_restore_seconds", "drill=proof"); got != 0 {
+		t.Errorf("a forgotten drill keeps %v", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	platformv1 "platform.example.com/backup-operator/pkg/apis/platform/v1"
 	"platform.example.com/backup-operator/pkg/archive"
@@ -172,14 +173,14 @@ func (l *live) runHooks(ctx context.Context, phase platformv1.HookPhase, hooks [
 		if h.TimeoutSeconds != nil {
 			timeout = *h.TimeoutSeconds
 		}
-		var out tail
-		res, err := l.exec.Exec(ctx, l.ns, l.pod, podexec.Command{Container: h.Container, Argv: h.Command, Timeout: time.Duration(timeout) * time.Second}, &out)
+		out := podexec.NewTail(hookOutputMax)
+		res, err := l.exec.Exec(ctx, l.ns, l.pod, podexec.Command{Container: h.Container, Argv: h.Command, Timeout: time.Duration(timeout) * time.Second}, out)
 		st := platformv1.HookStatus{
 			Phase: phase, Index: int32(i), Container: h.Container, Result: platformv1.HookSucceeded,
 			Duration: &metav1.Duration{Duration: res.Duration.Round(time.Millisecond)},
 		}
 		if res.ExitCode >= 0 && (err == nil || isCommandError(err)) {
-			st.ExitCode = ptrInt32(int32(res.ExitCode))
+			st.ExitCode = ptr.To(int32(res.ExitCode))
 		}
 		if s := strings.TrimSpace(out.String() + "\n" + res.Stderr); s != "" {
 			st.OutputTail = lastBytes(s, hookOutputMax)
@@ -290,8 +291,6 @@ func isCommandError(err error) bool {
 	return errors.As(err, &ce) && !ce.TimedOut
 }
 
-func ptrInt32(v int32) *int32 { return &v }
-
 // lastBytes is the end of s, at most n bytes, cut at a rune boundary.
 func lastBytes(s string, n int) string {
 	if len(s) <= n {
@@ -305,16 +304,3 @@ func lastBytes(s string, n int) string {
 	}
 	return "…" + s
 }
-
-// tail keeps the last hookOutputMax bytes written to it: a hook's standard output.
-type tail struct{ b []byte }
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 2*hookOutputMax {
-		t.b = append(t.b[:0], t.b[len(t.b)-hookOutputMax:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string { return string(t.b) }

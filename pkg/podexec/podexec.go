@@ -123,7 +123,7 @@ func (e *executor) Exec(ctx context.Context, namespace, pod string, cmd Command,
 		defer stop()
 	}
 	out := &guardedWriter{w: stdout, cancel: cancel}
-	stderr := &tailBuffer{max: stderrTail}
+	stderr := NewTail(stderrTail)
 
 	start := time.Now()
 	err = streamer.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: out, Stderr: stderr})
@@ -251,16 +251,20 @@ func (g *guardedWriter) close() (int64, error) {
 	return g.n, g.err
 }
 
-// tailBuffer keeps the last max bytes written to it: a tool's error is at the end of its
-// output, and a chatty one must not grow the agent's memory.
-type tailBuffer struct {
+// Tail keeps the last bytes written to it: a tool's error is at the end of its output, and a
+// chatty one must not grow the agent's memory. It is safe for concurrent writes.
+type Tail struct {
 	mu        sync.Mutex
 	max       int
 	buf       []byte
 	truncated bool
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+// NewTail keeps the last max bytes.
+func NewTail(max int) *Tail { return &Tail{max: max} }
+
+// Write keeps the end of what was written so far.
+func (t *Tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := len(p)
@@ -275,7 +279,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 // String returns the tail, trimmed, with "..." in front if earlier output was dropped.
-func (t *tailBuffer) String() string {
+func (t *Tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// The cut may split a UTF-8 sequence.

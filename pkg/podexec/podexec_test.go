@@ -202,7 +202,7 @@ func TestTailBuffer(t *testing.T) {
 		{"exactly the size", []int{5904, 4096}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := &tailBuffer{max: 4096}
+			tb := NewTail(4096)
 			off := 0
 			for _, n := range tc.chunks {
 				if got, err := tb.Write(all[off : off+n]); got != n || err != nil {
@@ -217,7 +217,7 @@ func TestTailBuffer(t *testing.T) {
 		})
 	}
 	t.Run("short output is whole and trimmed", func(t *testing.T) {
-		tb := &tailBuffer{max: 4096}
+		tb := NewTail(4096)
 		tb.Write([]byte("\nFATAL: "))
 		tb.Write([]byte("password authentication failed\n"))
 		if got, want := tb.String(), "FATAL: password authentication failed"; got != want {
@@ -225,7 +225,7 @@ func TestTailBuffer(t *testing.T) {
 		}
 	})
 	t.Run("split rune is dropped", func(t *testing.T) {
-		tb := &tailBuffer{max: 4}
+		tb := NewTail(4)
 		tb.Write([]byte("xé€")) // é is 2 bytes, € 3: the tail starts inside é
 		if got := tb.String(); got != "...€" {
 			t.Errorf("String() = %q, want %q", got, "...€")
